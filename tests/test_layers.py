@@ -1,0 +1,204 @@
+"""Tests of spectral norm, cross-replica (conditional) BN and self-attention."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigbigan_tf import layers
+
+
+def _random_dense(seed=0, in_features=24, units=16):
+  layer = layers.SNDense(units)
+  layer.build((None, in_features))
+  rng = np.random.default_rng(seed)
+  layer.kernel.assign(rng.normal(size=(in_features, units)).astype(np.float32))
+  return layer
+
+
+def test_sigma_converges_to_top_singular_value():
+  layer = _random_dense()
+  for _ in range(300):
+    layer.spectral_norm_estimate(training=True)
+  top = np.linalg.svd(layer.kernel.numpy(), compute_uv=False)[0]
+  sigma = float(layer.spectral_norm_estimate(training=False))
+  np.testing.assert_allclose(sigma, top, rtol=1e-4)
+
+
+def test_conv_sigma_is_that_of_reshaped_kernel():
+  conv = layers.SNConv2D(8, 3)
+  conv.build((None, 6, 6, 5))
+  rng = np.random.default_rng(1)
+  conv.kernel.assign(rng.normal(size=(3, 3, 5, 8)).astype(np.float32))
+  for _ in range(300):
+    conv.spectral_norm_estimate(training=True)
+  top = np.linalg.svd(conv.kernel.numpy().reshape(-1, 8), compute_uv=False)[0]
+  np.testing.assert_allclose(float(conv.spectral_norm_estimate()), top,
+                             rtol=1e-4)
+  x = tf.random.normal([2, 6, 6, 5])
+  reference = tf.nn.conv2d(x, conv.kernel / top, 1, "SAME") + conv.bias
+  np.testing.assert_allclose(conv(x), reference, atol=1e-4)
+
+
+def test_forward_leaves_raw_kernel_unchanged_and_inference_keeps_u():
+  layer = _random_dense()
+  kernel_before = layer.kernel.numpy().copy()
+  u_before = layer.sn_u.numpy().copy()
+  x = tf.random.normal([4, 24])
+  layer(x, training=False)
+  layer(x)  # training=None is inference
+  np.testing.assert_array_equal(layer.sn_u.numpy(), u_before)
+  layer(x, training=True)
+  np.testing.assert_array_equal(layer.kernel.numpy(), kernel_before)
+  assert not np.allclose(layer.sn_u.numpy(), u_before)
+
+
+def test_gradient_flows_through_sigma():
+  layer = _random_dense(seed=2)
+  x = tf.random.normal([5, 24], seed=3)
+  weights = tf.random.normal([5, 16], seed=4)
+  u = layer.sn_u.numpy()
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(layer(x, training=True) * weights)
+  grad = tape.gradient(loss, layer.kernel)
+
+  # Reference: autodiff of W / (u'^T W v) with u', v the power-iteration
+  # constants, computed here independently in NumPy.
+  w = layer.kernel.numpy()
+  v = u @ w.T
+  v /= np.linalg.norm(v)
+  u_new = v @ w
+  u_new /= np.linalg.norm(u_new)
+  w_var = tf.Variable(w)
+  with tf.GradientTape() as tape:
+    sigma = tf.reduce_sum(tf.matmul(tf.constant(v), w_var) * u_new)
+    ref_loss = tf.reduce_sum(
+        (tf.matmul(x, w_var / sigma) + layer.bias) * weights)
+  ref_grad = tape.gradient(ref_loss, w_var)
+  np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-5)
+  # Negative control: ignoring sigma's dependence on W gives another gradient.
+  no_sigma_grad = tf.matmul(x, weights, transpose_a=True) / sigma
+  assert not np.allclose(grad, no_sigma_grad, atol=1e-4)
+
+
+def test_u_is_saved_in_checkpoints(tmp_path):
+  layer = _random_dense()
+  for _ in range(3):
+    layer(tf.ones([1, 24]), training=True)
+  path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+  restored = _random_dense(seed=9)
+  tf.train.Checkpoint(layer=restored).restore(path).assert_consumed()
+  np.testing.assert_array_equal(restored.sn_u.numpy(), layer.sn_u.numpy())
+
+
+def _two_replica_strategy():
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def _run_per_replica(strategy, fn, x_global, *extra_global):
+  """Runs fn on each replica's half of the global batch; concatenates."""
+  half = x_global.shape[0] // 2
+
+  def value_fn(ctx):
+    i = ctx.replica_id_in_sync_group
+    return tuple(t[i * half:(i + 1) * half] for t in (x_global,) + extra_global)
+
+  inputs = strategy.experimental_distribute_values_from_function(value_fn)
+  outputs = strategy.run(tf.function(lambda args: fn(*args)), args=(inputs,))
+  return tf.concat(strategy.experimental_local_results(outputs), axis=0)
+
+
+def test_cross_replica_bn_equals_full_batch_bn():
+  x = tf.random.normal([8, 4, 4, 6], seed=5) * 3.0 + 1.0
+  # Make the two halves differ so per-replica moments are visibly wrong.
+  x = tf.concat([x[:4] + 5.0, x[4:]], axis=0)
+  single = layers.CrossReplicaBatchNorm()
+  expected = single(x, training=True)
+  strategy = _two_replica_strategy()
+  with strategy.scope():
+    synced = layers.CrossReplicaBatchNorm()
+    synced.build(x.shape)
+    per_replica = tf.keras.layers.BatchNormalization(
+        synchronized=False, momentum=0.9, epsilon=1e-5)
+    per_replica.build(x.shape)
+  got = _run_per_replica(strategy, lambda t: synced(t, training=True), x)
+  np.testing.assert_allclose(got, expected, atol=1e-5)
+  np.testing.assert_allclose(synced.moving_mean.numpy(),
+                             single.moving_mean.numpy(), atol=1e-6)
+  np.testing.assert_allclose(synced.moving_variance.numpy(),
+                             single.moving_variance.numpy(), atol=1e-5)
+  # Negative control: per-replica BN normalises each half on its own.
+  local = _run_per_replica(strategy, lambda t: per_replica(t, training=True),
+                           x)
+  assert np.max(np.abs(local.numpy() - expected.numpy())) > 0.5
+
+
+def test_conditional_bn_cross_replica_equals_full_batch():
+  x = tf.random.normal([8, 4, 4, 6], seed=6)
+  x = tf.concat([x[:4] * 4.0, x[4:]], axis=0)
+  cond = tf.random.normal([8, 10], seed=7)
+  single = layers.ConditionalBatchNorm()
+  expected = single((x, cond), training=True)
+  strategy = _two_replica_strategy()
+  with strategy.scope():
+    synced = layers.ConditionalBatchNorm()
+    synced.build((x.shape, cond.shape))
+  for mine, theirs in zip(synced.weights, single.weights):
+    mine.assign(theirs.numpy() if "moving" not in mine.path else mine.numpy())
+  got = _run_per_replica(
+      strategy, lambda t, c: synced((t, c), training=True), x, cond)
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+  # Gain and bias depend on the condition: another condition, another output.
+  other = single((x, cond + 1.0), training=True)
+  assert not np.allclose(other, expected, atol=1e-3)
+
+
+def test_conditional_bn_is_identity_map_at_zero_condition_weights():
+  x = tf.random.normal([16, 2, 2, 3], seed=8)
+  bn = layers.ConditionalBatchNorm(use_spectral_norm=False)
+  bn((x, tf.ones([16, 4])), training=True)
+  bn.gain_linear.kernel.assign(tf.zeros_like(bn.gain_linear.kernel))
+  bn.bias_linear.kernel.assign(tf.zeros_like(bn.bias_linear.kernel))
+  out = bn((x, tf.ones([16, 4])), training=True).numpy()
+  np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+
+
+def test_standing_statistics_average_batch_moments():
+  bn = layers.CrossReplicaBatchNorm()
+  batches = [tf.random.normal([32, 5], seed=s) * (s + 1) + s
+             for s in range(3)]
+  bn(batches[0], training=True)
+  with layers.accumulating_standing_stats(bn):
+    for batch in batches:
+      bn(batch, training=True)
+  means = [b.numpy().mean(axis=0) for b in batches]
+  variances = [b.numpy().var(axis=0) for b in batches]
+  np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(bn.moving_variance.numpy(),
+                             np.mean(variances, axis=0), rtol=1e-4)
+  assert not bn.accumulate_standing
+  # Back to the exponential moving average outside the block.
+  before = bn.moving_mean.numpy().copy()
+  bn(batches[0] + 100.0, training=True)
+  np.testing.assert_allclose(
+      bn.moving_mean.numpy(), 0.9 * before + 0.1 * (means[0] + 100.0),
+      rtol=1e-5)
+
+
+def test_self_attention_starts_as_identity_and_mixes_positions():
+  x = tf.random.normal([2, 8, 8, 16], seed=9)
+  attention = layers.SelfAttention()
+  np.testing.assert_allclose(attention(x, training=True), x)
+  attention.gamma.assign(1.0)
+  y = attention(x)
+  assert y.shape == x.shape
+  # Changing one position changes the output everywhere (non-local).
+  x2 = tf.tensor_scatter_nd_add(x, [[0, 0, 0]], tf.ones([1, 16]) * 5.0)
+  diff = np.abs(attention(x2).numpy() - y.numpy())[0]
+  assert diff[7, 7].max() > 1e-4
+
+
+def test_self_attention_rejects_narrow_inputs():
+  with pytest.raises(ValueError, match="at least 8 channels"):
+    layers.SelfAttention()(tf.zeros([1, 4, 4, 4]))
