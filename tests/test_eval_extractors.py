@@ -14,7 +14,7 @@ from bigbigan_tf.evaluation import metrics
 
 
 class _TinyClassifier(tf.Module):
-  """A random conv net: images -> {feature_key: [N, 16], logits_key: [N, 10]}."""
+  """A random conv net: images -> {features [N, 16], logits [N, 10]}."""
 
   def __init__(self, image_size, channels, feature_key="pool_3",
                logits_key="logits"):

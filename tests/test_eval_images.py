@@ -29,7 +29,8 @@ def test_image_grid_without_padding_is_exact_tiling_and_gray_to_rgb():
   gray = np.linspace(-1, 1, 4 * 2 * 2).reshape(4, 2, 2, 1)
   grid = images.image_grid(gray, padding=0)
   assert grid.shape == (4, 4, 3)
-  np.testing.assert_array_equal(grid[:2, 2:, 0], images.to_uint8(gray[1, ..., 0]))
+  np.testing.assert_array_equal(grid[:2, 2:, 0],
+                                images.to_uint8(gray[1, ..., 0]))
   np.testing.assert_array_equal(grid[..., 0], grid[..., 2])
 
 

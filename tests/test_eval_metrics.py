@@ -1,4 +1,4 @@
-"""Tests of bigbigan_tf.evaluation.metrics against straightforward references."""
+"""Tests of bigbigan_tf.evaluation.metrics against plain NumPy references."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
 """Tests of the linear probe, BN+CReLU features and kNN accuracy."""
 
+import gin
 import numpy as np
 import pytest
 
@@ -23,7 +24,7 @@ def _split(features, labels, seed):
 
 
 def _reference_knn(train_x, train_y, test_x, k, metric):
-  """Brute force: sort by (distance, index), vote, ties -> nearest tied class."""
+  """Brute force: sort by (distance, index), vote; ties -> nearest class."""
   predictions = []
   for query in test_x:
     if metric == "cosine":
@@ -157,3 +158,16 @@ def test_knn_rejects_bad_k_and_metric():
     probe.knn_accuracy(*data, k=301)
   with pytest.raises(ValueError, match="metric must be one of"):
     probe.knn_accuracy(*data, metric="manhattan")
+
+
+def test_gin_bindings_configure_the_probe_and_knn():
+  data = _split(*_clustered(10), seed=10)
+  try:
+    gin.parse_config(["linear_probe.num_steps = 0",
+                      "knn_accuracy.k = 301"])
+    result = probe.linear_probe(*data)
+    assert not np.any(result.weights)
+    with pytest.raises(ValueError, match="received 301"):
+      probe.knn_accuracy(*data)
+  finally:
+    gin.clear_config()

@@ -104,7 +104,7 @@ def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
   return int(height), int(width)
 
 
-@gin.configurable
+@gin.configurable("classifier_extractor")
 class ClassifierFeatureExtractor:
   """Runs a classifier on images in [-1, 1] and returns features and logits.
 
@@ -282,7 +282,7 @@ class ClassifierFeatureExtractor:
     return self.extract_batches([images])
 
 
-@gin.configurable
+@gin.configurable("inception_extractor")
 def inception_extractor(
     handle: str = INCEPTION_TFHUB_HANDLE,
     batch_size: int = 100) -> ClassifierFeatureExtractor:

@@ -122,8 +122,9 @@ def reconstruction_grid(originals: np.ndarray,
     raise ValueError(f"pairs_per_row must be >= 1; received {pairs_per_row}.")
   num_rows = int(math.ceil(num_images / pairs_per_row))
   # Pad to whole rows with blank cells so both layouts tile evenly.
-  blank = np.full((num_rows * pairs_per_row - num_images,) + originals.shape[1:],
-                  padding_value, np.float32)
+  num_blank = num_rows * pairs_per_row - num_images
+  blank = np.full((num_blank,) + originals.shape[1:], padding_value,
+                  np.float32)
   originals = np.concatenate([originals, blank])
   reconstructions = np.concatenate([reconstructions, blank])
   cell_shape = originals.shape[1:]

@@ -15,7 +15,9 @@ momentum 0.9 ("momentum"), with Adam (beta1 0.9, beta2 0.999) available as
 "adam". Minibatches are drawn uniformly with replacement.
 
 `knn_accuracy` gives the "zero-shot" k-nearest-neighbour top-1 accuracy.
-Inputs are NumPy arrays, so these functions work with any encoder.
+Inputs are NumPy arrays, so these functions work with any encoder. Both are
+gin-configurable as `linear_probe` and `knn_accuracy`, e.g.
+`linear_probe.num_steps = 100000`, `linear_probe.feature_type = "bn_crelu"`.
 """
 
 import dataclasses
@@ -166,7 +168,7 @@ def _evaluate(features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
   return top1_hits / features.shape[0], top5_hits / features.shape[0]
 
 
-@gin.configurable
+@gin.configurable("linear_probe")
 def linear_probe(train_features: np.ndarray,
                  train_labels: np.ndarray,
                  test_features: np.ndarray,
@@ -322,7 +324,7 @@ def _pairwise_distances(queries: np.ndarray, keys: np.ndarray,
   return np.sqrt(np.maximum(squared, 0.0))
 
 
-@gin.configurable
+@gin.configurable("knn_accuracy")
 def knn_accuracy(train_features: np.ndarray,
                  train_labels: np.ndarray,
                  test_features: np.ndarray,

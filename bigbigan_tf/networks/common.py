@@ -53,3 +53,18 @@ def keras_configurable(name: str):
     return cls
 
   return decorate
+
+
+def arguments_of(local_variables: dict) -> dict:
+  """A constructor's arguments, from `locals()` taken as its first statement.
+
+  Stored by the networks as `constructor_arguments` so that a model can be
+  rebuilt with the same architecture (EMA copies, export) by `clone`.
+  """
+  return {k: v for k, v in local_variables.items()
+          if k not in ("self", "__class__")}
+
+
+def clone(model):
+  """A freshly initialised model of the same class and arguments."""
+  return type(model)(**model.constructor_arguments)

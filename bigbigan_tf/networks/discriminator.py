@@ -119,7 +119,9 @@ class Discriminator(keras.Model):
                use_score_xz: bool = True,
                use_spectral_norm: bool = True,
                name: str = "discriminator"):
+    arguments = common.arguments_of(locals())
     super().__init__(name=name)
+    self.constructor_arguments = arguments
     if resolution not in ARCHITECTURES:
       raise ValueError(f"Discriminator resolution must be one of "
                        f"{sorted(ARCHITECTURES)}, got {resolution}.")

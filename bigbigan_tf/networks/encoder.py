@@ -164,7 +164,9 @@ class Encoder(keras.Model):
                mlp_width: int = 4096,
                mlp_blocks: int = 2,
                name: str = "encoder"):
+    arguments = common.arguments_of(locals())
     super().__init__(name=name)
+    self.constructor_arguments = arguments
     if architecture not in ARCHITECTURES:
       raise ValueError(f"Encoder architecture must be one of {ARCHITECTURES}, "
                        f"got {architecture!r}.")

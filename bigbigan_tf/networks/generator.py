@@ -93,7 +93,9 @@ class Generator(keras.Model):
                attention_resolutions: Sequence[int] = (64,),
                use_spectral_norm: bool = True,
                name: str = "generator"):
+    arguments = common.arguments_of(locals())
     super().__init__(name=name)
+    self.constructor_arguments = arguments
     if resolution not in ARCHITECTURES:
       raise ValueError(f"Generator resolution must be one of "
                        f"{sorted(ARCHITECTURES)}, got {resolution}.")

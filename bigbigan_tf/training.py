@@ -1,0 +1,535 @@
+"""The BigBiGAN training loop: one code path for CPU, GPUs, workers and TPUs.
+
+Structure (after orbit): `Trainer.train_loop(iterator, n)` is a tf.function
+whose body runs `n` outer steps in a `tf.range` loop; each outer step is
+`d_steps` discriminator updates then one joint E+G update, executed per
+replica by `strategy.run` (optionally XLA-compiled). `train()` is the outer
+Python loop: checkpoints, summaries, image grids, progress, resumption,
+SIGTERM and non-finite-loss handling.
+
+Distributed math, stated once: every per-replica loss is the sum of its
+per-example losses divided by the GLOBAL batch size, so the gradients summed
+across replicas are those of the global-batch mean. Latents are drawn for the
+whole global batch from a stateless seed (seed, step, sub-step) and each
+replica takes its slice, so a step is the same computation on 1 or N
+replicas, and a resumed run draws the same latents as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any, Iterator, Optional
+
+from absl import logging
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bigbigan_tf import config
+from bigbigan_tf import data
+from bigbigan_tf import distribute
+from bigbigan_tf import layers
+from bigbigan_tf import losses
+from bigbigan_tf import model as model_lib
+from bigbigan_tf.evaluation import images as image_lib
+from bigbigan_tf.networks import common
+
+CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.gin"
+OPERATIVE_CONFIG_FILE = "operative_config.gin"
+ARCHITECTURE_FILE = "architecture.json"
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss."""
+
+
+@gin.configurable("trainer", denylist=["model", "strategy",
+                                       "global_batch_size"])
+class Trainer:
+  """Optimisers, EMA copies, the global step and the compiled steps.
+
+  Build inside `strategy.scope()` (the constructor enters it itself).
+
+  Args:
+    model: the BigBiGAN to train (built in the strategy's scope).
+    strategy: the tf.distribute strategy.
+    global_batch_size: images per update, summed over replicas.
+    d_steps: discriminator updates per E+G update (2).
+    learning_rate: G's Adam learning rate (E's is this x multiplier).
+    d_learning_rate: D's Adam learning rate.
+    encoder_lr_multiplier: 1, or 10 for the paper's "up E LR" rows.
+    beta1, beta2: Adam's (0 and 0.999, BigGAN).
+    ema_decay: decay of the EMA copies of G and E (0.9999).
+    ema_start_step: before this step the EMA copies track the weights
+      exactly (decay 0), so short runs have meaningful EMA weights.
+    jit_compile: XLA-compile the per-replica step (always on TPU).
+    seed: base of every stateless latent seed.
+  """
+
+  def __init__(self,
+               model: model_lib.BigBiGAN,
+               strategy: tf.distribute.Strategy,
+               global_batch_size: int,
+               d_steps: int = 2,
+               learning_rate: float = 5e-5,
+               d_learning_rate: float = 2e-4,
+               encoder_lr_multiplier: float = 1.0,
+               beta1: float = 0.0,
+               beta2: float = 0.999,
+               ema_decay: float = 0.9999,
+               ema_start_step: int = 0,
+               jit_compile: bool = False,
+               seed: int = 0):
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+      raise ValueError(f"Global batch size {global_batch_size} must divide "
+                       f"evenly across {replicas} replicas.")
+    if d_steps < 1:
+      raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    self.model = model
+    self.strategy = strategy
+    self.global_batch_size = global_batch_size
+    self.per_replica_batch = global_batch_size // replicas
+    self.d_steps = d_steps
+    self.learning_rates = {
+        "generator": learning_rate, "discriminator": d_learning_rate,
+        "encoder": learning_rate * encoder_lr_multiplier}
+    self.ema_decay = ema_decay
+    self.ema_start_step = ema_start_step
+    self.jit_compile = jit_compile or distribute.is_tpu(strategy)
+    self.seed = seed
+    with strategy.scope():
+      self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                     name="global_step")
+      self.first_bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
+                                        name="first_bad_step")
+      self.optimizers = {}
+      for role, network in model.networks().items():
+        optimizer = keras.optimizers.Adam(self.learning_rates[role],
+                                          beta_1=beta1, beta_2=beta2,
+                                          name=f"{role}_adam")
+        optimizer.build(network.trainable_variables)
+        self.optimizers[role] = optimizer
+      # EMA copies of G and E: same architecture, weights tracked below.
+      self.ema = {role: common.clone(model.networks()[role])
+                  for role in ("generator", "encoder")
+                  if role in model.networks()}
+      for role, copy in self.ema.items():
+        for target, source in zip(copy.weights, model.networks()[role].weights):
+          target.assign(source)
+    self._replica_step = tf.function(self._replica_step_impl,
+                                     jit_compile=self.jit_compile)
+    self.train_loop = tf.function(self._train_loop_impl)
+
+  # -- checkpointing --------------------------------------------------------
+  def checkpoint(self, **extra) -> tf.train.Checkpoint:
+    """A checkpoint of networks, optimisers, EMA copies and the step."""
+    items = dict(self.model.networks())
+    items.update({f"{role}_optimizer": opt
+                  for role, opt in self.optimizers.items()})
+    items.update({f"ema_{role}": copy for role, copy in self.ema.items()})
+    return tf.train.Checkpoint(global_step=self.global_step, **items, **extra)
+
+  def ema_model(self) -> model_lib.BigBiGAN:
+    """The BigBiGAN with the EMA copies of G and E (and the live D)."""
+    return model_lib.BigBiGAN(
+        generator=self.ema["generator"], discriminator=self.model.discriminator,
+        prior=self.model.prior, encoder=self.ema.get("encoder"))
+
+  # -- the step ---------------------------------------------------------------
+  def _latents(self, step, substep):
+    """This replica's slice of the global-batch z and epsilon."""
+    seed = tf.stack([tf.cast(self.seed, tf.int64), step * 16 + substep])
+    z_seed = tf.random.experimental.stateless_fold_in(seed, 0)
+    eps_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    z = self.model.prior.sample(self.global_batch_size, seed=z_seed)
+    eps = tf.random.stateless_normal([self.global_batch_size,
+                                      self.model.z_dim], eps_seed)
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    begin = tf.cast(replica, tf.int32) * self.per_replica_batch
+    size = [self.per_replica_batch, self.model.z_dim]
+    return tf.slice(z, [begin, 0], size), tf.slice(eps, [begin, 0], size)
+
+  def _scores(self, x, x_hat, z_hat, z):
+    """D on [encoder pairs; generator pairs], split back by pair type."""
+    model = self.model
+    x_d = model.pool_for_discriminator(x)
+    both_z = None if z_hat is None else tf.concat([z_hat, z], axis=0)
+    scores = model.discriminate(tf.concat([x_d, x_hat], axis=0), both_z,
+                                training=True)
+    n = self.per_replica_batch
+    encoder_scores = {k: v[:n] for k, v in scores.items()
+                      if k in losses.SCORE_KEYS}
+    generator_scores = {k: v[n:] for k, v in scores.items()
+                        if k in losses.SCORE_KEYS}
+    return encoder_scores, generator_scores
+
+  def _mean(self, per_example):
+    return tf.reduce_sum(per_example) / self.global_batch_size
+
+  def _encode(self, x, eps):
+    if self.model.encoder is None:
+      return None
+    return self.model.encode(x, training=True, epsilon=eps)[common.Z_SAMPLE]
+
+  def _d_update(self, x, step, substep):
+    z, eps = self._latents(step, substep)
+    x_hat = self.model.generate(z, training=True)
+    z_hat = self._encode(x, eps)
+    variables = self.model.discriminator.trainable_variables
+    with tf.GradientTape() as tape:
+      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z)
+      enc_loss, gen_loss, terms = losses.discriminator_loss(
+          encoder_scores, generator_scores)
+      loss = self._mean(enc_loss) + self._mean(gen_loss)
+    grads = tape.gradient(loss, variables)
+    self.optimizers["discriminator"].apply_gradients(zip(grads, variables))
+    metrics = {"loss/d": loss}
+    metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
+    return metrics
+
+  def _eg_update(self, x, step, substep):
+    z, eps = self._latents(step, substep)
+    roles = [r for r in ("generator", "encoder") if r in self.model.networks()]
+    variables = {r: self.model.networks()[r].trainable_variables for r in roles}
+    with tf.GradientTape() as tape:
+      x_hat = self.model.generate(z, training=True)
+      z_hat = self._encode(x, eps)
+      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z)
+      enc_loss, gen_loss, terms = losses.encoder_generator_loss(
+          encoder_scores, generator_scores)
+      loss = self._mean(enc_loss) + self._mean(gen_loss)
+    grads = tape.gradient(loss, variables)
+    for role in roles:
+      self.optimizers[role].apply_gradients(zip(grads[role], variables[role]))
+    metrics = {"loss/eg": loss}
+    metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
+    for pair, scores in (("encoder", encoder_scores),
+                         ("generator", generator_scores)):
+      metrics.update({f"scores/{pair}_pairs/{k}": self._mean(v)
+                      for k, v in scores.items()})
+    return metrics
+
+  def _replica_step_impl(self, batches, step):
+    metrics = {}
+    for k in range(self.d_steps):
+      metrics.update(self._d_update(batches[k][data.IMAGE], step, k))
+    metrics.update(self._eg_update(batches[-1][data.IMAGE], step,
+                                   self.d_steps))
+    return metrics
+
+  def _update_ema(self):
+    step = self.global_step
+    decay = tf.where(step < self.ema_start_step, 0.0, self.ema_decay)
+    for role, copy in self.ema.items():
+      live = self.model.networks()[role]
+      for target, source in zip(copy.trainable_variables,
+                                live.trainable_variables):
+        target.assign(decay * target + (1.0 - decay) * source)
+
+  def _one_step(self, iterator):
+    batches = tuple(next(iterator) for _ in range(self.d_steps + 1))
+    step = self.global_step.read_value()
+    per_replica = self.strategy.run(self._replica_step, args=(batches, step))
+    metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
+                                       axis=None)
+               for k, v in per_replica.items()}
+    finite = tf.reduce_all([tf.math.is_finite(v) for v in metrics.values()])
+    self.first_bad_step.assign(tf.where(
+        tf.logical_and(tf.logical_not(finite), self.first_bad_step < 0),
+        step, self.first_bad_step))
+    self.global_step.assign_add(1)
+    self._update_ema()
+    return metrics
+
+  def _train_loop_impl(self, iterator, num_steps):
+    metrics = self._one_step(iterator)
+    for _ in tf.range(num_steps - 1):
+      metrics = self._one_step(iterator)
+    return metrics
+
+  # -- standing statistics -----------------------------------------------------
+  def standing_statistics(self, iterator: Iterator, num_batches: int) -> None:
+    """Recomputes the EMA copies' BN statistics on `num_batches` batches."""
+    copies = list(self.ema.values())
+    with layers.accumulating_standing_stats(*copies):
+
+      def replica_fn(x, k):
+        z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
+        self.ema["generator"](z, training=True)
+        if "encoder" in self.ema:
+          self.ema["encoder"](x, training=True)
+
+      @tf.function
+      def run(x, k):
+        self.strategy.run(replica_fn, args=(x, k))
+
+      for k in range(num_batches):
+        run(next(iterator)[data.IMAGE], tf.constant(k, tf.int64))
+
+
+def _architecture(trainer: Trainer) -> dict:
+  nets = dict(trainer.model.networks())
+  return {role: [[v.path, list(v.shape)] for v in net.weights]
+          for role, net in nets.items()}
+
+
+def _check_architecture(model_dir: str, trainer: Trainer) -> None:
+  """Refuses a model_dir written by a different architecture."""
+  path = os.path.join(model_dir, ARCHITECTURE_FILE)
+  current = _architecture(trainer)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      saved = json.load(f)
+    if saved != current:
+      diffs = []
+      for role in sorted(set(saved) | set(current)):
+        old = {p: s for p, s in saved.get(role, [])}
+        new = {p: s for p, s in current.get(role, [])}
+        for p in sorted(set(old) | set(new)):
+          if old.get(p) != new.get(p):
+            diffs.append(f"{p}: checkpoint {old.get(p)}, config {new.get(p)}")
+      raise ValueError(
+          f"model_dir {model_dir} holds a checkpoint of a different "
+          f"architecture than the current gin config ({len(diffs)} variables "
+          f"differ, e.g. {'; '.join(diffs[:3])}). Use a new model_dir or the "
+          f"config it was trained with ({os.path.join(model_dir, CONFIG_FILE)}).")
+  else:
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+      json.dump(current, f)
+
+
+@gin.configurable("train", denylist=["model_dir", "strategy"])
+def train(model_dir: str,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          *,
+          train_steps: int = gin.REQUIRED,
+          batch_size: int = gin.REQUIRED,
+          steps_per_loop: int = 100,
+          checkpoint_every: int = 1000,
+          keep_checkpoints: int = 5,
+          image_every: int = 1000,
+          standing_stats_batches: int = 10,
+          dataset_split: str = "train",
+          checkpoint_input_pipeline: bool = True,
+          mixed_precision: bool = False,
+          seed: int = 0) -> dict[str, float]:
+  """Trains the gin-bound BigBiGAN in `model_dir`, resuming if possible.
+
+  Args:
+    model_dir: checkpoints, summaries, images and configs go here.
+    strategy: a tf.distribute strategy (default: the default strategy).
+    train_steps: total outer steps (each = d_steps D updates + one E+G update).
+    batch_size: global batch size.
+    steps_per_loop: outer steps per compiled inner loop (between host work).
+    checkpoint_every: steps between checkpoints (rounded up to whole loops).
+    keep_checkpoints: checkpoints kept by the CheckpointManager.
+    image_every: steps between image grids (EMA weights, standing stats).
+    standing_stats_batches: batches used to recompute EMA BN statistics.
+    dataset_split: split of the gin-bound `make_dataset` dataset.
+    checkpoint_input_pipeline: save the input iterator in checkpoints, so a
+      resumed run sees the same data as an uninterrupted one (turn off for
+      large shuffle buffers: their contents are saved too).
+    mixed_precision: mixed bfloat16 compute.
+    seed: latent and data seed.
+
+  Returns:
+    The host-side metrics of the last loop.
+
+  Raises:
+    NonFiniteLossError: a loss became NaN/inf (no checkpoint is written;
+      the last good one stays intact).
+    ValueError: model_dir belongs to another architecture; bad config.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  if mixed_precision:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+    f.write(gin.config_str())
+  with strategy.scope():
+    model = config.build_model()
+    trainer = Trainer(model, strategy, batch_size)
+  _check_architecture(model_dir, trainer)
+
+  dataset = data.distributed_dataset(
+      strategy, batch_size, split=dataset_split,
+      resolution=model.encoder_resolution, training=True, seed=seed)
+  iterator = iter(dataset)
+  extra = {"data_iterator": iterator} if checkpoint_input_pipeline else {}
+  checkpoint = trainer.checkpoint(**extra)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), keep_checkpoints,
+      step_counter=trainer.global_step)
+  if manager.latest_checkpoint:
+    try:
+      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
+      raise ValueError(
+          f"Cannot restore {manager.latest_checkpoint} into the current "
+          f"config (a different architecture?): {error}") from error
+    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+                 int(trainer.global_step))
+
+  writer = tf.summary.create_file_writer(model_dir)
+  standing_iterator = iter(data.distributed_dataset(
+      strategy, batch_size, split=dataset_split,
+      resolution=model.encoder_resolution, training=True, seed=seed + 1))
+  fixed = _fixed_inputs(model, seed, dataset_split)
+
+  preempted = []
+  previous_handler = None
+  try:
+    previous_handler = signal.signal(
+        signal.SIGTERM, lambda signum, frame: preempted.append(signum))
+  except ValueError:  # Not the main thread: no preemption handling.
+    previous_handler = None
+
+  metrics: dict[str, float] = {}
+  start_step = int(trainer.global_step)
+  start_time = time.time()
+  wrote_config = False
+  try:
+    while int(trainer.global_step) < train_steps and not preempted:
+      step = int(trainer.global_step)
+      num = min(steps_per_loop, train_steps - step)
+      loop_start = time.time()
+      outputs = trainer.train_loop(iterator, tf.constant(num))
+      metrics = {k: float(v) for k, v in outputs.items()}
+      bad = int(trainer.first_bad_step)
+      if bad >= 0:
+        raise NonFiniteLossError(
+            f"Non-finite loss at step {bad}; training stopped without "
+            f"saving. Last good checkpoint (intact): "
+            f"{manager.latest_checkpoint or 'none'}.")
+      step = int(trainer.global_step)
+      elapsed = time.time() - loop_start
+      images_per_second = num * batch_size * (trainer.d_steps + 1) / elapsed
+      metrics["images_per_second"] = images_per_second
+      _write_scalars(writer, trainer, metrics, step)
+      if not wrote_config:
+        _write_operative_config(writer, model_dir, step)
+        wrote_config = True
+      rate = (step - start_step) / (time.time() - start_time)
+      eta = (train_steps - step) / max(rate, 1e-9)
+      logging.info("step %d/%d | %.1f steps/s | %.0f img/s | loss_d %.3f | "
+                   "loss_eg %.3f | ETA %s", step, train_steps, rate,
+                   images_per_second, metrics["loss/d"], metrics["loss/eg"],
+                   time.strftime("%H:%M:%S", time.gmtime(eta)))
+      due = lambda every: step % every < num or step >= train_steps
+      if due(image_every):
+        trainer.standing_statistics(standing_iterator, standing_stats_batches)
+        _write_images(writer, trainer, fixed, model_dir, step)
+      if due(checkpoint_every):
+        manager.save(checkpoint_number=step)
+    if preempted:
+      path = manager.save(checkpoint_number=int(trainer.global_step))
+      logging.warning("SIGTERM received: saved %s; exiting.", path)
+  finally:
+    if previous_handler is not None:
+      signal.signal(signal.SIGTERM, previous_handler)
+    writer.flush()
+  return metrics
+
+
+def _fixed_inputs(model: model_lib.BigBiGAN, seed: int, split: str) -> dict:
+  """Fixed z and real images for the image grids."""
+  z = model.prior.sample(64, seed=tf.constant([seed, 987654321], tf.int64))
+  batch = next(iter(data.make_dataset(
+      split=split, resolution=model.encoder_resolution, batch_size=16,
+      training=False)))
+  return {"z": z, "x": batch[data.IMAGE]}
+
+
+def _write_scalars(writer, trainer: Trainer, metrics: dict, step: int) -> None:
+  with writer.as_default(step=step):
+    for key, value in metrics.items():
+      tf.summary.scalar(key, value)
+    for role, rate in trainer.learning_rates.items():
+      if role in trainer.optimizers:
+        tf.summary.scalar(f"learning_rate/{role}", rate)
+
+
+def _write_operative_config(writer, model_dir: str, step: int) -> None:
+  text = gin.operative_config_str()
+  with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG_FILE),
+                         "w") as f:
+    f.write(text)
+  with writer.as_default(step=step):
+    tf.summary.text("operative_config", text)
+
+
+def _write_images(writer, trainer: Trainer, fixed: dict, model_dir: str,
+                  step: int) -> None:
+  """Samples, reconstructions and E's first-layer filters (EMA weights)."""
+  ema = trainer.ema_model()
+  grids = {"samples": image_lib.image_grid(
+      ema.generate(fixed["z"], training=False).numpy())}
+  if ema.encoder is not None:
+    x = fixed["x"]
+    reconstructions = ema.reconstruct(x, training=False)
+    grids["reconstructions"] = image_lib.reconstruction_grid(
+        ema.pool_for_discriminator(x).numpy(), reconstructions.numpy())
+    kernel = ema.encoder.stem_conv.kernel.numpy()
+    grids["encoder_filters"] = image_lib.conv_filter_grid(kernel)
+  image_dir = os.path.join(model_dir, "images")
+  tf.io.gfile.makedirs(image_dir)
+  with writer.as_default(step=step):
+    for name, grid in grids.items():
+      tf.summary.image(name, grid[None])
+      image_lib.write_png(os.path.join(image_dir, f"{name}_{step:08d}.png"),
+                          grid)
+
+
+def restore_inference_model(model_dir: str,
+                            checkpoint: Optional[str] = None,
+                            standing_stats_batches: int = 10,
+                            batch_size: int = 64) -> model_lib.BigBiGAN:
+  """The BigBiGAN of `model_dir` with EMA G and E and standing BN statistics.
+
+  Parses model_dir/config.gin (the config the run was trained with).
+
+  Args:
+    model_dir: a training run's directory.
+    checkpoint: a checkpoint path; default the latest in model_dir.
+    standing_stats_batches: batches of real data and prior samples used to
+      recompute the EMA copies' BN statistics.
+    batch_size: batch size of those batches.
+
+  Raises:
+    ValueError: model_dir has no config or no checkpoint.
+  """
+  config_path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(config_path):
+    raise ValueError(f"{model_dir} is not a training directory: no "
+                     f"{CONFIG_FILE} in it.")
+  checkpoint = checkpoint or tf.train.latest_checkpoint(
+      os.path.join(model_dir, CHECKPOINT_DIR))
+  if not checkpoint:
+    raise ValueError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}.")
+  config.parse([config_path])
+  strategy = tf.distribute.get_strategy()
+  model = config.build_model()
+  trainer = Trainer(model, strategy, batch_size)
+  trainer.checkpoint().restore(checkpoint).expect_partial()
+  split = gin.query_parameter("train.dataset_split") if _bound(
+      "train.dataset_split") else "train"
+  iterator = iter(data.distributed_dataset(
+      strategy, batch_size, split=split, resolution=model.encoder_resolution,
+      training=True, seed=1))
+  trainer.standing_statistics(iterator, standing_stats_batches)
+  return trainer.ema_model()
+
+
+def _bound(parameter: str) -> bool:
+  try:
+    gin.query_parameter(parameter)
+    return True
+  except ValueError:
+    return False
