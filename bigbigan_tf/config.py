@@ -25,6 +25,7 @@ def parse(gin_files: Sequence[str] = (),
     ValueError: a binding names an unknown configurable or parameter (gin's
       message names it), or a file does not exist.
   """
+  _register_configurables()
   if clear:
     gin.clear_config()
   try:
@@ -32,6 +33,16 @@ def parse(gin_files: Sequence[str] = (),
                                         finalize_config=False)
   except (ValueError, KeyError, IOError) as error:
     raise ValueError(f"Invalid gin configuration: {error}") from error
+
+
+def _register_configurables() -> None:
+  """Imports every module that defines configurables (import cycles forbid
+  doing this at the top of this module: the trainer imports it)."""
+  # pylint: disable=g-import-not-at-top,unused-import
+  from bigbigan_tf import data
+  from bigbigan_tf import evaluate
+  from bigbigan_tf import training
+  from bigbigan_tf.evaluation import linear_probe
 
 
 def build_model() -> model_lib.BigBiGAN:

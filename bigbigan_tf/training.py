@@ -36,6 +36,7 @@ from bigbigan_tf import layers
 from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import images as image_lib
+from bigbigan_tf.layers import spectral_norm
 from bigbigan_tf.networks import common
 
 CHECKPOINT_DIR = "checkpoints"
@@ -122,17 +123,53 @@ class Trainer:
       for role, copy in self.ema.items():
         for target, source in zip(copy.weights, model.networks()[role].weights):
           target.assign(source)
+    # The EMA copies use the live power-iteration state u of spectral norm
+    # (an estimate for W that suits the slowly moving EMA of W as well).
+    self._power_iteration_pairs = [
+        (ema_layer.sn_u, live_layer.sn_u)
+        for role, copy in self.ema.items()
+        for ema_layer, live_layer in zip(
+            _spectral_norm_layers(copy),
+            _spectral_norm_layers(model.networks()[role]))]
     self._replica_step = tf.function(self._replica_step_impl,
                                      jit_compile=self.jit_compile)
     self.train_loop = tf.function(self._train_loop_impl)
 
+  def step(self) -> int:
+    """The global step, read on the host."""
+    return int(self.global_step.numpy())
+
+  def apply_configured_learning_rates(self) -> None:
+    """Sets the optimisers' rates from the config (after a restore, the
+    checkpoint's values would otherwise silently win)."""
+    for role, optimizer in self.optimizers.items():
+      optimizer.learning_rate.assign(self.learning_rates[role])
+
+  def metric_keys(self) -> list[str]:
+    """Names of the metrics one outer step returns."""
+    scores = [k for k, on in (
+        ("score_x", self.model.discriminator.use_score_x),
+        ("score_z", self.model.discriminator.use_score_z),
+        ("score_xz", self.model.discriminator.use_score_xz)) if on]
+    keys = ["loss/d", "loss/eg"]
+    for prefix in ("d", "eg"):
+      keys += [f"loss_terms/{prefix}_{pair}_{k}"
+               for pair in (losses.ENCODER_PAIRS, losses.GENERATOR_PAIRS)
+               for k in scores]
+    keys += [f"scores/{pair}_pairs/{k}"
+             for pair in (losses.ENCODER_PAIRS, losses.GENERATOR_PAIRS)
+             for k in scores]
+    return keys
+
   # -- checkpointing --------------------------------------------------------
   def checkpoint(self, **extra) -> tf.train.Checkpoint:
     """A checkpoint of networks, optimisers, EMA copies and the step."""
-    items = dict(self.model.networks())
+    items = {role: variables_checkpoint(net)
+             for role, net in self.model.networks().items()}
     items.update({f"{role}_optimizer": opt
                   for role, opt in self.optimizers.items()})
-    items.update({f"ema_{role}": copy for role, copy in self.ema.items()})
+    items.update({f"ema_{role}": variables_checkpoint(copy)
+                  for role, copy in self.ema.items()})
     return tf.train.Checkpoint(global_step=self.global_step, **items, **extra)
 
   def ema_model(self) -> model_lib.BigBiGAN:
@@ -231,6 +268,11 @@ class Trainer:
       for target, source in zip(copy.trainable_variables,
                                 live.trainable_variables):
         target.assign(decay * target + (1.0 - decay) * source)
+    self._copy_power_iteration_state()
+
+  def _copy_power_iteration_state(self):
+    for target, source in self._power_iteration_pairs:
+      target.assign(source)
 
   def _one_step(self, iterator):
     batches = tuple(next(iterator) for _ in range(self.d_steps + 1))
@@ -248,8 +290,8 @@ class Trainer:
     return metrics
 
   def _train_loop_impl(self, iterator, num_steps):
-    metrics = self._one_step(iterator)
-    for _ in tf.range(num_steps - 1):
+    metrics = {k: tf.constant(0.0) for k in self.metric_keys()}
+    for _ in tf.range(num_steps):
       metrics = self._one_step(iterator)
     return metrics
 
@@ -271,6 +313,28 @@ class Trainer:
 
       for k in range(num_batches):
         run(next(iterator)[data.IMAGE], tf.constant(k, tf.int64))
+    # Training-mode calls ran power iterations on the copies: undo them.
+    self._copy_power_iteration_state()
+
+
+def _spectral_norm_layers(network: keras.Model) -> list:
+  return [layer for layer in network._flatten_layers(include_self=False)  # pylint: disable=protected-access
+          if isinstance(layer, spectral_norm.SpectralNormMixin)
+          and layer.use_spectral_norm]
+
+
+def variables_checkpoint(network: keras.Model) -> tf.train.Checkpoint:
+  """A checkpoint of every weight of `network`, keyed by its Keras path.
+
+  Keras 3 layers held in Python lists or dicts (our architecture tables) are
+  invisible to tf.train.Checkpoint's object graph, so networks are saved as
+  flat path -> variable maps. A checkpoint of another architecture then fails
+  to restore with the names of the variables that do not match.
+  """
+  by_path = {v.path: v for v in network.weights}
+  if len(by_path) != len(network.weights):
+    raise ValueError(f"{network.name}: variable paths are not unique.")
+  return tf.train.Checkpoint(**by_path)
 
 
 def _architecture(trainer: Trainer) -> dict:
@@ -374,8 +438,9 @@ def train(model_dir: str,
       raise ValueError(
           f"Cannot restore {manager.latest_checkpoint} into the current "
           f"config (a different architecture?): {error}") from error
+    trainer.apply_configured_learning_rates()
     logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
-                 int(trainer.global_step))
+                 trainer.step())
 
   writer = tf.summary.create_file_writer(model_dir)
   standing_iterator = iter(data.distributed_dataset(
@@ -392,12 +457,12 @@ def train(model_dir: str,
     previous_handler = None
 
   metrics: dict[str, float] = {}
-  start_step = int(trainer.global_step)
+  start_step = trainer.step()
   start_time = time.time()
   wrote_config = False
   try:
-    while int(trainer.global_step) < train_steps and not preempted:
-      step = int(trainer.global_step)
+    while trainer.step() < train_steps and not preempted:
+      step = trainer.step()
       num = min(steps_per_loop, train_steps - step)
       loop_start = time.time()
       outputs = trainer.train_loop(iterator, tf.constant(num))
@@ -408,7 +473,7 @@ def train(model_dir: str,
             f"Non-finite loss at step {bad}; training stopped without "
             f"saving. Last good checkpoint (intact): "
             f"{manager.latest_checkpoint or 'none'}.")
-      step = int(trainer.global_step)
+      step = trainer.step()
       elapsed = time.time() - loop_start
       images_per_second = num * batch_size * (trainer.d_steps + 1) / elapsed
       metrics["images_per_second"] = images_per_second
@@ -429,7 +494,7 @@ def train(model_dir: str,
       if due(checkpoint_every):
         manager.save(checkpoint_number=step)
     if preempted:
-      path = manager.save(checkpoint_number=int(trainer.global_step))
+      path = manager.save(checkpoint_number=trainer.step())
       logging.warning("SIGTERM received: saved %s; exiting.", path)
   finally:
     if previous_handler is not None:

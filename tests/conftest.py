@@ -14,3 +14,6 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+# Graph optimisation (grappler) costs more than the tiny test models gain.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})

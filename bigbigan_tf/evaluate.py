@@ -1,0 +1,142 @@
+"""Evaluation of a trained encoder and generator (DESIGN.md section 5).
+
+`evaluate_model(model, ...)` measures a BigBiGAN (its encoder and generator
+as given, e.g. EMA weights with standing statistics):
+  * linear probe on frozen E features (AvePool and BN+CReLU), top-1/top-5;
+  * kNN top-1 on AvePool features;
+  * reconstruction score: how often a classifier gives x and G(E(x)) the same
+    class (the classifier: a linear probe on raw pixels of the training split,
+    or any callable the caller passes);
+  * the same linear probe on a randomly initialised encoder of the same
+    architecture (the baseline a learned encoder must beat).
+`evaluate_model_dir(model_dir)` restores the EMA model of a training run,
+evaluates it and writes eval.json and TensorBoard summaries into model_dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from bigbigan_tf import data
+from bigbigan_tf import model as model_lib
+from bigbigan_tf.evaluation import linear_probe as probe_lib
+from bigbigan_tf.networks import common
+
+RESULTS_FILE = "eval.json"
+
+
+def encoder_features(encoder, images: np.ndarray,
+                     batch_size: int = 250) -> np.ndarray:
+  """E's AvePool features of `images` (inference mode)."""
+  call = tf.function(lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT])
+  return np.concatenate([call(images[i:i + batch_size]).numpy()
+                         for i in range(0, len(images), batch_size)])
+
+
+def reconstructions(model: model_lib.BigBiGAN, images: np.ndarray,
+                    batch_size: int = 250) -> np.ndarray:
+  call = tf.function(lambda x: model.reconstruct(x, training=False))
+  return np.concatenate([call(images[i:i + batch_size]).numpy()
+                         for i in range(0, len(images), batch_size)])
+
+
+def _probe_features(encoder, train_x, train_y, test_x, test_y,
+                    num_steps: int, prefix: str) -> dict:
+  train_f = encoder_features(encoder, train_x)
+  test_f = encoder_features(encoder, test_x)
+  results = {}
+  for feature_type in ("avepool", "bn_crelu"):
+    result = probe_lib.linear_probe(train_f, train_y, test_f, test_y,
+                                    feature_type=feature_type,
+                                    num_steps=num_steps)
+    results[f"{prefix}linear_probe_{feature_type}_top1"] = result.top1
+    results[f"{prefix}linear_probe_{feature_type}_top5"] = result.top5
+  return results, train_f, test_f
+
+
+@gin.configurable("evaluation", denylist=["model"])
+def evaluate_model(model: model_lib.BigBiGAN,
+                   dataset: str = "mnist5k",
+                   train_split: str = "train",
+                   test_split: str = "test",
+                   probe_steps: int = 3000,
+                   knn_k: int = 5,
+                   random_encoder_baseline: bool = True,
+                   pixel_classifier: Optional[Callable] = None,
+                   data_dir: Optional[str] = None) -> dict[str, float]:
+  """Measures `model` on a labelled dataset (labels used only here).
+
+  Args:
+    model: the BigBiGAN to measure (with an encoder).
+    dataset: dataset name for data.load_arrays.
+    train_split, test_split: probe training and held-out splits.
+    probe_steps: linear-probe steps (zero-initialised, lr 0.01, EMA).
+    knn_k: neighbours for the kNN accuracy (cosine).
+    random_encoder_baseline: also probe a freshly initialised encoder.
+    pixel_classifier: maps images [N, h, w, 3] in [-1, 1] (D's resolution)
+      to logits; default a linear probe on the training split's pixels.
+    data_dir: tfds data_dir.
+
+  Returns:
+    A flat dict of figures.
+  """
+  if model.encoder is None:
+    raise ValueError("Evaluation needs an encoder (this is a StandardGAN).")
+  resolution = model.encoder_resolution
+  train_x, train_y = data.load_arrays(dataset, train_split, resolution,
+                                      data_dir=data_dir)
+  test_x, test_y = data.load_arrays(dataset, test_split, resolution,
+                                    data_dir=data_dir)
+  results, train_f, test_f = _probe_features(
+      model.encoder, train_x, train_y, test_x, test_y, probe_steps, "")
+  results[f"knn{knn_k}_top1"] = probe_lib.knn_accuracy(
+      train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
+  if random_encoder_baseline:
+    fresh = common.clone(model.encoder)
+    baseline, _, _ = _probe_features(fresh, train_x, train_y, test_x, test_y,
+                                     probe_steps, "random_encoder_")
+    results.update(baseline)
+
+  pool = lambda x: model.pool_for_discriminator(tf.constant(x)).numpy()
+  if pixel_classifier is None:
+    flat = lambda x: pool(x).reshape(len(x), -1)
+    pixel_probe = probe_lib.linear_probe(flat(train_x), train_y, flat(test_x),
+                                         test_y, num_steps=probe_steps)
+    results["pixel_linear_probe_top1"] = pixel_probe.top1
+    pixel_classifier = lambda x: flat(x) @ pixel_probe.weights + pixel_probe.bias
+  recon = reconstructions(model, test_x)
+  x_class = np.argmax(pixel_classifier(test_x), axis=-1)
+  recon_class = np.argmax(pixel_classifier(recon), axis=-1)
+  results["reconstruction_same_class"] = float(np.mean(x_class == recon_class))
+  results["reconstruction_keeps_label"] = float(np.mean(recon_class == test_y))
+  return {k: float(v) for k, v in results.items()}
+
+
+def evaluate_model_dir(model_dir: str,
+                       checkpoint: Optional[str] = None) -> dict[str, float]:
+  """Evaluates the EMA model of a training run; writes eval.json there."""
+  from bigbigan_tf import training  # pylint: disable=g-import-not-at-top
+  model = training.restore_inference_model(model_dir, checkpoint)
+  results = evaluate_model(model)
+  with tf.io.gfile.GFile(os.path.join(model_dir, RESULTS_FILE), "w") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  checkpoint = checkpoint or tf.train.latest_checkpoint(
+      os.path.join(model_dir, training.CHECKPOINT_DIR))
+  step = int(checkpoint.rsplit("-", 1)[-1])
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+  with writer.as_default(step=step):
+    for key, value in results.items():
+      tf.summary.scalar(f"eval/{key}", value)
+  writer.flush()
+  return results
+
+
+def format_results(results: dict[str, float]) -> str:
+  width = max(len(k) for k in results)
+  return "\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(results.items()))

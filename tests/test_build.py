@@ -1,0 +1,232 @@
+"""Tests that BUILD lists every module, test and tool, and that Bazel loads it.
+
+The first test reads BUILD without Bazel: BUILD is Starlark, whose syntax is
+Python's, so it is executed with stand-ins for the rules that record their
+arguments. The second runs `bazel query 'deps(//...)'` with Debian's offline
+bazel-bootstrap, which .ci/install_bazel.sh installs.
+
+`python tests/test_build.py --update` rewrites the file lists at the top of
+BUILD from what is on disk.
+"""
+
+import ast
+import dataclasses
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+BUILD_FILE = REPO_ROOT / "BUILD"
+INSTALL_HINT = "run `bash .ci/install_bazel.sh` (Debian's bazel-bootstrap)"
+LIBRARY_NAME = "bigbigan_tf"
+# Bazel starts in a few seconds; the margin is for a busy 2-core machine.
+QUERY_TIMEOUT_S = 120
+_RULE_KINDS = ("py_library", "py_test", "py_binary")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """One rule call in BUILD, with the attributes these tests look at."""
+  kind: str
+  name: str
+  srcs: tuple[str, ...]
+  data: tuple[str, ...]
+  deps: tuple[str, ...]
+  main: str | None
+
+
+def _glob_forbidden(*args, **kwargs):
+  del args, kwargs  # Unused.
+  raise AssertionError(
+      "BUILD must list files explicitly, not with glob(): "
+      "tests/test_build.py relies on it to catch unlisted files")
+
+
+def _read_build_rules() -> list[Rule]:
+  """Evaluates BUILD with recording stand-ins for the rules it calls.
+
+  Returns:
+    The py_library, py_test and py_binary calls, in order.
+  """
+  source = BUILD_FILE.read_text()
+  tree = ast.parse(source, filename=str(BUILD_FILE))
+  rules = []
+
+  def recorder(kind):
+    def record(name, srcs=(), data=(), deps=(), main=None, **unused_attrs):
+      del unused_attrs  # Sizes, versions, visibility: not checked here.
+      rules.append(Rule(kind, name, tuple(srcs), tuple(data), tuple(deps),
+                        main))
+    return record
+
+  namespace = {kind: recorder(kind) for kind in _RULE_KINDS}
+  namespace["glob"] = _glob_forbidden
+  # Starlark has few builtins; these are the ones a BUILD file may need.
+  namespace["__builtins__"] = {"len": len, "sorted": sorted, "str": str}
+  code = compile(tree, str(BUILD_FILE), "exec")
+  exec(code, namespace)  # pylint: disable=exec-used
+  return rules
+
+
+def _files(pattern: str) -> set[str]:
+  """Repo-relative paths matching `pattern`, minus caches and hidden folders."""
+  return {
+      path.relative_to(REPO_ROOT).as_posix()
+      for path in REPO_ROOT.glob(pattern)
+      if path.is_file() and not any(
+          part.startswith(".") or part == "__pycache__"
+          for part in path.relative_to(REPO_ROOT).parts)
+  }
+
+
+def _on_disk() -> dict[str, set[str]]:
+  """The files BUILD must list, keyed by the name of their list in BUILD."""
+  return {
+      "LIBRARY_SRCS": _files("bigbigan_tf/**/*.py"),
+      "GIN_FILES": _files("gin/**/*"),
+      "TEST_SRCS": _files("tests/test_*.py"),
+      "TEST_SUPPORT_SRCS": _files("tests/*.py") - _files("tests/test_*.py"),
+      "TOOL_SRCS": _files("tools/*.py"),
+  }
+
+
+def _target_name(path: str) -> str:
+  return pathlib.PurePosixPath(path).stem
+
+
+def _unlisted(paths: set[str], listed: set[str], where: str) -> list[str]:
+  missing = sorted(paths - listed)
+  if not missing:
+    return []
+  return [f"not listed in BUILD, belongs in {where}: " + ", ".join(missing)]
+
+
+def test_build_lists_every_module_test_and_tool():
+  rules = _read_build_rules()
+  disk = _on_disk()
+  libraries = [rule for rule in rules if rule.kind == "py_library"]
+  tests = [rule for rule in rules if rule.kind == "py_test"]
+  binaries = [rule for rule in rules if rule.kind == "py_binary"]
+  problems = []
+
+  if [rule.name for rule in libraries] != [LIBRARY_NAME]:
+    problems.append(f"BUILD must have exactly one py_library, {LIBRARY_NAME!r};"
+                    f" it has {[rule.name for rule in libraries]}")
+  library_srcs = {src for rule in libraries for src in rule.srcs}
+  library_data = {item for rule in libraries for item in rule.data}
+  problems += _unlisted(
+      disk["LIBRARY_SRCS"], library_srcs,
+      f"LIBRARY_SRCS (srcs of py_library {LIBRARY_NAME!r})")
+  problems += _unlisted(
+      disk["GIN_FILES"], library_data,
+      f"GIN_FILES (data of py_library {LIBRARY_NAME!r})")
+
+  test_mains = {rule.main or rule.srcs[0] for rule in tests if rule.srcs}
+  problems += _unlisted(disk["TEST_SRCS"], test_mains,
+                        "TEST_SRCS (one py_test per file)")
+  if tests:
+    in_every_test = set.intersection(*(set(rule.srcs) for rule in tests))
+    problems += _unlisted(disk["TEST_SUPPORT_SRCS"], in_every_test,
+                          "TEST_SUPPORT_SRCS (srcs of every py_test)")
+
+  tool_mains = {rule.main or rule.srcs[0] for rule in binaries if rule.srcs}
+  problems += _unlisted(disk["TOOL_SRCS"], tool_mains,
+                        "TOOL_SRCS (one py_binary per file)")
+
+  for rule in tests + binaries:
+    if f":{LIBRARY_NAME}" not in rule.deps:
+      problems.append(f"{rule.kind} {rule.name!r} must depend on "
+                      f"':{LIBRARY_NAME}'; its deps are {list(rule.deps)}")
+
+  for rule in rules:
+    listed = set(rule.srcs) | set(rule.data) | ({rule.main} - {None})
+    gone = sorted(path for path in listed if not (REPO_ROOT / path).is_file())
+    if gone:
+      problems.append(f"{rule.kind} {rule.name!r} lists files that do not "
+                      f"exist: {', '.join(gone)}")
+
+  names = [rule.name for rule in rules]
+  clashes = sorted({name for name in names if names.count(name) > 1})
+  if clashes:
+    problems.append(f"target names used twice in BUILD: {', '.join(clashes)}")
+
+  assert not problems, (
+      "BUILD is out of date (`python tests/test_build.py --update` rewrites "
+      "its file lists):\n  " + "\n  ".join(problems))
+
+
+def _run_bazel_query(bazel: str, output_base: pathlib.Path):
+  """Runs the offline query in its own process group, killed on timeout."""
+  command = [
+      bazel,
+      # One process that exits with the query, no server left behind; an
+      # output base of its own, so no lock is shared with other checkouts.
+      "--batch",
+      f"--output_base={output_base}",
+      "query",
+      "--noshow_progress",
+      "deps(//...)",
+  ]
+  process = subprocess.Popen(
+      command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, start_new_session=True)
+  try:
+    stdout, stderr = process.communicate(timeout=QUERY_TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    raise AssertionError(f"`{' '.join(command)}` took more than "
+                         f"{QUERY_TIMEOUT_S} s") from None
+  return command, process.returncode, stdout, stderr
+
+
+def test_bazel_query_loads_every_target(tmp_path):
+  bazel = shutil.which("bazel")
+  assert bazel, f"bazel is not installed: {INSTALL_HINT}, then rerun the tests"
+  entries_before = set(os.listdir(REPO_ROOT))
+
+  command, returncode, stdout, stderr = _run_bazel_query(
+      bazel, tmp_path / "bazel_output_base")
+
+  assert returncode == 0, (
+      f"`{' '.join(command)}` exited with {returncode}. If the errors name "
+      f"rules_cc or a download, {INSTALL_HINT}. Last lines of stderr:\n"
+      + "\n".join(stderr.splitlines()[-25:]))
+  labels = set(stdout.split())
+  disk = _on_disk()
+  expected = {f"//:{LIBRARY_NAME}"}
+  expected |= {f"//:{_target_name(path)}"
+               for path in disk["TEST_SRCS"] | disk["TOOL_SRCS"]}
+  expected |= {f"//:{path}"
+               for path in disk["LIBRARY_SRCS"] | disk["TEST_SRCS"]}
+  missing = sorted(expected - labels)
+  assert not missing, (
+      "`bazel query 'deps(//...)'` misses these targets and files (list them "
+      "in BUILD): " + ", ".join(missing))
+  left_behind = sorted(set(os.listdir(REPO_ROOT)) - entries_before)
+  assert not any(entry.startswith("bazel-") for entry in left_behind), (
+      f"bazel query left files in the repo: {left_behind}")
+
+
+def update_build_lists() -> None:
+  """Rewrites the `NAME = [...]` file lists in BUILD from the files on disk."""
+  text = BUILD_FILE.read_text()
+  for list_name, paths in _on_disk().items():
+    items = "".join(f'\n    "{path}",' for path in sorted(paths))
+    new_list = f"{list_name} = [{items}\n]" if items else f"{list_name} = []"
+    text, count = re.subn(rf"^{list_name} = \[[^\]]*\]",
+                          lambda unused_match: new_list, text, flags=re.M)
+    if count != 1:
+      raise SystemExit(f"BUILD has {count} `{list_name} = [...]` lists, "
+                       "expected one")
+  BUILD_FILE.write_text(text)
+
+
+if __name__ == "__main__":
+  if sys.argv[1:] != ["--update"]:
+    raise SystemExit(f"usage: python {sys.argv[0]} --update")
+  update_build_lists()

@@ -1,0 +1,284 @@
+"""Tests of the trainer: gradient routing, replicas, workers, XLA, resumption,
+preemption, non-finite losses and bad configurations."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigbigan_tf import config
+from bigbigan_tf import data
+from bigbigan_tf import losses
+from bigbigan_tf import training
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import training_worker  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "training_worker.py")
+SMOKE_GIN = os.path.join(ROOT, "gin", "smoke.gin")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("tfds"))
+  data.prepare_mnist5k(path)
+  return path
+
+
+def _trainer(strategy, global_batch=8, bindings=()):
+  config.parse([SMOKE_GIN], list(bindings))
+  with strategy.scope():
+    model = config.build_model()
+    return training.Trainer(model, strategy, global_batch)
+
+
+def _weights(trainer):
+  return {k: v for k, v in training_worker.all_weights(trainer).items()}
+
+
+def test_encoder_and_generator_get_gradients_only_through_their_pairs():
+  trainer = _trainer(tf.distribute.get_strategy())
+  model = trainer.model
+  x = tf.random.uniform([4, 32, 32, 3], -1, 1, seed=1)
+  z = model.prior.sample(4, seed=[1, 2])
+  g_vars = model.generator.trainable_variables
+  e_vars = model.encoder.trainable_variables
+  with tf.GradientTape(persistent=True) as tape:
+    x_hat = model.generate(z, training=True)
+    z_hat = model.encode(x, training=True)["z_sample"]
+    enc_scores = model.discriminate(x, z_hat, training=True)
+    gen_scores = model.discriminate(x_hat, z, training=True)
+    enc_loss, gen_loss, _ = losses.encoder_generator_loss(
+        {k: v for k, v in enc_scores.items() if k in losses.SCORE_KEYS},
+        {k: v for k, v in gen_scores.items() if k in losses.SCORE_KEYS})
+    enc_loss, gen_loss = tf.reduce_mean(enc_loss), tf.reduce_mean(gen_loss)
+  assert all(g is None for g in tape.gradient(enc_loss, g_vars))
+  assert all(g is None for g in tape.gradient(gen_loss, e_vars))
+  assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in tape.gradient(enc_loss, e_vars))
+  assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in tape.gradient(gen_loss, g_vars))
+
+
+def test_d_updates_change_only_d_and_eg_update_only_e_and_g():
+  trainer = _trainer(tf.distribute.get_strategy(), bindings=[
+      "trainer.d_steps = 1"])
+  trainable = lambda role: [v.numpy().copy() for v in
+                            trainer.model.networks()[role].trainable_variables]
+  before = {r: trainable(r) for r in ("generator", "encoder", "discriminator")}
+  x = tf.random.uniform([8, 32, 32, 3], -1, 1, seed=3)
+  step = tf.constant(0, tf.int64)
+  trainer._d_update(x, step, 0)  # pylint: disable=protected-access
+  changed = lambda r, ref: any(not np.array_equal(a, b) for a, b in zip(
+      trainable(r), ref[r]))
+  assert changed("discriminator", before)
+  assert not changed("generator", before) and not changed("encoder", before)
+  after_d = {r: trainable(r) for r in before}
+  trainer._eg_update(x, step, 1)  # pylint: disable=protected-access
+  assert changed("generator", after_d) and changed("encoder", after_d)
+  assert not changed("discriminator", after_d)
+
+
+def _run_steps(strategy, steps=2, global_batch=8):
+  trainer = _trainer(strategy, global_batch)
+  # Same global weights on both runs: copy from a fixed-seed build.
+  reference = _trainer(tf.distribute.get_strategy(), global_batch)
+  for role, net in reference.model.networks().items():
+    for target, source in zip(trainer.model.networks()[role].weights,
+                              net.weights):
+      target.assign(source.numpy())
+  for role, net in reference.ema.items():
+    for target, source in zip(trainer.ema[role].weights, net.weights):
+      target.assign(source.numpy())
+  dataset = strategy.distribute_datasets_from_function(
+      lambda ctx: training_worker.synthetic_dataset(global_batch, ctx))
+  metrics = trainer.train_loop(iter(dataset), tf.constant(steps))
+  return {k: float(v) for k, v in metrics.items()}, _weights(trainer)
+
+
+def test_two_replicas_match_one_device():
+  """Same global batch and latents: 2 replicas == 1 device (rtol 1e-3)."""
+  tf.keras.utils.set_random_seed(1)
+  one_metrics, one_weights = _run_steps(tf.distribute.get_strategy())
+  tf.keras.utils.set_random_seed(1)
+  two_metrics, two_weights = _run_steps(
+      tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  for key, value in one_metrics.items():
+    np.testing.assert_allclose(two_metrics[key], value, rtol=1e-3, atol=1e-4,
+                               err_msg=key)
+  assert one_weights.keys() == two_weights.keys()
+  worst = max(float(np.max(np.abs(one_weights[k] - two_weights[k])))
+              for k in one_weights)
+  assert worst < 1e-3, worst
+  # The step did something: weights moved away from the initial copy.
+  assert one_metrics["loss/d"] > 0
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_multi_worker_training_keeps_workers_identical(tmp_path):
+  ports = [_free_port(), _free_port()]
+  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+  procs = []
+  for index in range(2):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    procs.append(subprocess.Popen(
+        [sys.executable, WORKER, "multi_worker", str(tmp_path / f"w{index}.npz")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outputs = [p.communicate(timeout=420)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  w0 = np.load(tmp_path / "w0.npz")
+  w1 = np.load(tmp_path / "w1.npz")
+  assert int(w0["__step"]) == int(w1["__step"]) == 3
+  assert set(w0.files) == set(w1.files)
+  for key in w0.files:
+    np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+
+
+def test_full_step_compiles_with_xla():
+  trainer = _trainer(tf.distribute.get_strategy(),
+                     bindings=["trainer.jit_compile = True"])
+  dataset = iter(training_worker.synthetic_dataset(8))
+  batches = tuple(next(dataset) for _ in range(trainer.d_steps + 1))
+  step = tf.constant(0, tf.int64)
+  hlo = trainer._replica_step.experimental_get_compiler_ir(  # pylint: disable=protected-access
+      batches, step)(stage="hlo")
+  assert "HloModule" in hlo
+  strategy = tf.distribute.get_strategy()
+  metrics = trainer.train_loop(
+      iter(strategy.distribute_datasets_from_function(
+          lambda ctx: training_worker.synthetic_dataset(8, ctx))),
+      tf.constant(2))
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert trainer.step() == 2
+
+
+def _train_process(model_dir, data_dir, steps, *bindings, wait=True):
+  cmd = [sys.executable, WORKER, "train", str(model_dir), data_dir,
+         str(steps), *bindings]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  if not wait:
+    return proc
+  out = proc.communicate(timeout=600)[0]
+  return proc.returncode, out
+
+
+def _checkpoint_values(model_dir):
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  reader = tf.train.load_checkpoint(path)
+  names = [n for n in reader.get_variable_to_shape_map()
+           if "save_counter" not in n and "data_iterator" not in n]
+  return path, {n: reader.get_tensor(n) for n in names}
+
+
+def test_resuming_in_a_fresh_process_is_deterministic(tmp_path, data_dir):
+  code, out = _train_process(tmp_path / "straight", data_dir, 4)
+  assert code == 0, out[-3000:]
+  code, out = _train_process(tmp_path / "resumed", data_dir, 2)
+  assert code == 0, out[-3000:]
+  code, out = _train_process(tmp_path / "resumed", data_dir, 4)
+  assert code == 0, out[-3000:]
+  assert "Resumed from" in out
+  path_a, straight = _checkpoint_values(tmp_path / "straight")
+  path_b, resumed = _checkpoint_values(tmp_path / "resumed")
+  assert path_a.endswith("ckpt-4") and path_b.endswith("ckpt-4")
+  assert straight.keys() == resumed.keys()
+  assert len(straight) > 100
+  for name, value in straight.items():
+    np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+def test_sigterm_writes_a_checkpoint_before_exit(tmp_path, data_dir):
+  model_dir = tmp_path / "preempted"
+  proc = _train_process(model_dir, data_dir, 10_000,
+                        "train.checkpoint_every = 100000", wait=False)
+  deadline = time.time() + 300
+  lines = []
+  while time.time() < deadline:
+    line = proc.stdout.readline()
+    lines.append(line)
+    if "step 2/" in line:
+      break
+    assert line or proc.poll() is None, "".join(lines)[-3000:]
+  proc.send_signal(signal.SIGTERM)
+  out = "".join(lines) + proc.communicate(timeout=300)[0]
+  assert proc.returncode == 0, out[-3000:]
+  assert "SIGTERM received" in out
+  assert "TRAINING DONE" in out
+  path, _ = _checkpoint_values(model_dir)
+  assert int(path.rsplit("-", 1)[1]) >= 2
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
+                                                              data_dir):
+  model_dir = str(tmp_path / "nan")
+  training_worker.train(model_dir, data_dir, 2)
+  good, before = _checkpoint_values(model_dir)
+  with pytest.raises(training.NonFiniteLossError,
+                     match=r"Non-finite loss at step 2;.*ckpt-2"):
+    training_worker.train(model_dir, data_dir, 5,
+                          "trainer.learning_rate = 1e999",
+                          "trainer.d_learning_rate = 1e999")
+  latest, after = _checkpoint_values(model_dir)
+  assert latest == good
+  for name, value in before.items():
+    np.testing.assert_array_equal(after[name], value)
+
+
+def test_model_dir_of_another_architecture_is_refused(tmp_path, data_dir):
+  model_dir = str(tmp_path / "arch")
+  training_worker.train(model_dir, data_dir, 1)
+  with pytest.raises(ValueError, match="different architecture.*generator"):
+    training_worker.train(model_dir, data_dir, 2, "generator.ch = 4")
+
+
+def test_unknown_dataset_and_empty_image_dir_are_clear_errors(tmp_path):
+  with pytest.raises(ValueError, match="no_such_dataset"):
+    training_worker.train(str(tmp_path / "a"), str(tmp_path), 1,
+                          "make_dataset.name = 'no_such_dataset'")
+  empty = tmp_path / "empty_images"
+  empty.mkdir()
+  with pytest.raises(ValueError, match="empty_images"):
+    training_worker.train(str(tmp_path / "b"), str(tmp_path), 1,
+                          "make_dataset.name = 'image_dir'",
+                          f"make_dataset.image_dir = '{empty}'")
+
+
+def test_gin_binding_to_unknown_parameter_is_a_clear_error():
+  with pytest.raises(ValueError, match="trainer.*d_stepz"):
+    config.parse([SMOKE_GIN], ["trainer.d_stepz = 3"])
+
+
+def test_training_writes_summaries_images_and_configs(tmp_path, data_dir):
+  model_dir = str(tmp_path / "outputs")
+  training_worker.train(model_dir, data_dir, 2, "train.image_every = 2")
+  files = set(os.listdir(model_dir))
+  assert {"config.gin", "operative_config.gin", "architecture.json",
+          "checkpoints", "images"} <= files
+  assert any(f.startswith("events.out.tfevents") for f in files)
+  images = set(os.listdir(os.path.join(model_dir, "images")))
+  assert {"samples_00000002.png", "reconstructions_00000002.png",
+          "encoder_filters_00000002.png"} <= images
+  operative = open(os.path.join(model_dir, "operative_config.gin")).read()
+  assert "trainer.d_steps = 1" in operative
+  # Standing statistics ran on the EMA copies before the grids.
+  model = training.restore_inference_model(model_dir)
+  bn = [l for l in model.generator._flatten_layers()  # pylint: disable=protected-access
+        if hasattr(l, "standing_count")]
+  assert bn and all(float(l.standing_count) > 0 for l in bn)

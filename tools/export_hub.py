@@ -1,0 +1,62 @@
+r"""Exports a BigBiGAN as SavedModels for TF-Hub, Keras 3 and tf_keras.
+
+From a training run (EMA weights, standing BN statistics, latest checkpoint
+unless --checkpoint names one):
+
+  python tools/export_hub.py --model_dir=/tmp/quickstart \
+      --export_dir=/tmp/quickstart_export
+
+From fresh weights of a config (to inspect the interface, and for tests):
+
+  python tools/export_hub.py --gin_file=gin/paper_resnet50.gin \
+      --export_dir=/tmp/bigbigan_paper
+
+Writes <export_dir>/bigbigan (signatures generate, encode, discriminate,
+reconstruct, serving_default), <export_dir>/encoder and <export_dir>/generator
+(TF-Hub Reusable SavedModels); see bigbigan_tf/export.py. Refuses an existing
+--export_dir unless --overwrite.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bigbigan_tf import export  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None,
+                    "Training directory to export from (its own config).")
+flags.DEFINE_string("checkpoint", None,
+                    "Checkpoint path of --model_dir's run; default the latest.")
+flags.DEFINE_multi_string("gin_file", [],
+                          "Without --model_dir: config of a fresh model.")
+flags.DEFINE_multi_string("gin_bindings", [],
+                          "Without --model_dir: bindings (win over files).")
+flags.DEFINE_string("export_dir", None, "Destination directory.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+flags.mark_flag_as_required("export_dir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  try:
+    export.check_destination(FLAGS.export_dir, FLAGS.overwrite)
+    model = export.model_to_export(FLAGS.model_dir, FLAGS.checkpoint,
+                                   FLAGS.gin_file, FLAGS.gin_bindings)
+  except (ValueError, FileExistsError) as error:
+    raise app.UsageError(str(error)) from error
+  paths = export.export_modules(model, FLAGS.export_dir,
+                                overwrite=FLAGS.overwrite)
+  for part, path in paths.items():
+    print(f"{part}: {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
