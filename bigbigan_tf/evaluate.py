@@ -25,10 +25,64 @@ import tensorflow as tf
 
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
+from bigbigan_tf.evaluation import feature_extractors
 from bigbigan_tf.evaluation import linear_probe as probe_lib
+from bigbigan_tf.evaluation import metrics
 from bigbigan_tf.networks import common
 
 RESULTS_FILE = "eval.json"
+
+
+class ExportedBigBiGAN:
+  """A BigBiGAN SavedModel exported by bigbigan_tf.export (or one with the
+  released modules' signatures), with the interface evaluate_model uses.
+
+  Raises:
+    ValueError: the module lacks the encode/generate/reconstruct signatures
+      or their expected outputs.
+  """
+
+  REQUIRED = {"encode": (common.Z_MEAN, common.AVEPOOL_FEAT),
+              "generate": ("default",),
+              "reconstruct": ("default",)}
+
+  def __init__(self, handle: str):
+    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+    self.module = hub.load(handle)
+    signatures = self.module.signatures
+    for name, keys in self.REQUIRED.items():
+      if name not in signatures:
+        raise ValueError(f"{handle}: expected signatures {sorted(self.REQUIRED)}"
+                         f", found {sorted(signatures.keys())}.")
+      found = sorted(signatures[name].structured_outputs)
+      missing = [k for k in keys if k not in found]
+      if missing:
+        raise ValueError(f"{handle}: signature {name!r} lacks outputs "
+                         f"{missing}; expected {list(keys)}, found {found}.")
+    self._encode = signatures["encode"]
+    self._reconstruct = signatures["reconstruct"]
+    self._generate = signatures["generate"]
+    (self._x_name, x_spec), = self._encode.structured_input_signature[1].items()
+    (self._z_name, z_spec), = self._generate.structured_input_signature[1].items()
+    self.encoder_resolution = int(x_spec.shape[1])
+    self.z_dim = int(z_spec.shape[1])
+    self.resolution = int(self._generate.structured_outputs["default"].shape[1])
+
+  def encoder(self, x, training=None):
+    del training  # The module is inference-only.
+    return self._encode(**{self._x_name: tf.convert_to_tensor(x)})
+
+  def reconstruct(self, x, training=None):
+    del training
+    return self._reconstruct(**{self._x_name: tf.convert_to_tensor(x)})["default"]
+
+  def generate(self, z, training=None):
+    del training
+    return self._generate(**{self._z_name: tf.convert_to_tensor(z)})["default"]
+
+  def pool_for_discriminator(self, x):
+    factor = self.encoder_resolution // self.resolution
+    return x if factor == 1 else tf.nn.avg_pool2d(x, factor, factor, "VALID")
 
 
 def encoder_features(encoder, images: np.ndarray,
@@ -69,7 +123,10 @@ def evaluate_model(model: model_lib.BigBiGAN,
                    knn_k: int = 5,
                    random_encoder_baseline: bool = True,
                    pixel_classifier: Optional[Callable] = None,
-                   data_dir: Optional[str] = None) -> dict[str, float]:
+                   data_dir: Optional[str] = None,
+                   sample_feature_extractor: Optional[Callable] = None,
+                   num_samples: int = 50_000,
+                   seed: int = 0) -> dict[str, float]:
   """Measures `model` on a labelled dataset (labels used only here).
 
   Args:
@@ -81,7 +138,13 @@ def evaluate_model(model: model_lib.BigBiGAN,
     random_encoder_baseline: also probe a freshly initialised encoder.
     pixel_classifier: maps images [N, h, w, 3] in [-1, 1] (D's resolution)
       to logits; default a linear probe on the training split's pixels.
-    data_dir: tfds data_dir.
+    data_dir: tfds data_dir (default: make_dataset's, as bound in gin).
+    sample_feature_extractor: a feature_extractors.ClassifierFeatureExtractor
+      (e.g. `@inception_extractor()` for FID/IS/KID as in the paper, or
+      `@classifier_extractor()` on any classifier SavedModel for a
+      "domain FID"); None skips the sample-quality metrics.
+    num_samples: generated samples for FID/IS/KID (50K in the paper).
+    seed: seed of the prior samples.
 
   Returns:
     A flat dict of figures.
@@ -89,6 +152,8 @@ def evaluate_model(model: model_lib.BigBiGAN,
   if model.encoder is None:
     raise ValueError("Evaluation needs an encoder (this is a StandardGAN).")
   resolution = model.encoder_resolution
+  if data_dir is None:  # Read the data where training read it.
+    data_dir = _bound_value("make_dataset.data_dir")
   train_x, train_y = data.load_arrays(dataset, train_split, resolution,
                                       data_dir=data_dir)
   test_x, test_y = data.load_arrays(dataset, test_split, resolution,
@@ -97,7 +162,8 @@ def evaluate_model(model: model_lib.BigBiGAN,
       model.encoder, train_x, train_y, test_x, test_y, probe_steps, "")
   results[f"knn{knn_k}_top1"] = probe_lib.knn_accuracy(
       train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
-  if random_encoder_baseline:
+  if random_encoder_baseline and hasattr(model.encoder,
+                                         "constructor_arguments"):
     fresh = common.clone(model.encoder)
     baseline, _, _ = _probe_features(fresh, train_x, train_y, test_x, test_y,
                                      probe_steps, "random_encoder_")
@@ -115,14 +181,65 @@ def evaluate_model(model: model_lib.BigBiGAN,
   recon_class = np.argmax(pixel_classifier(recon), axis=-1)
   results["reconstruction_same_class"] = float(np.mean(x_class == recon_class))
   results["reconstruction_keeps_label"] = float(np.mean(recon_class == test_y))
+  if sample_feature_extractor is not None:
+    results.update(sample_quality(model, sample_feature_extractor,
+                                  pool(test_x), num_samples, seed))
   return {k: float(v) for k, v in results.items()}
 
 
+def sample_quality(model, extractor: Callable, real_images: np.ndarray,
+                   num_samples: int, seed: int = 0,
+                   batch_size: int = 250) -> dict[str, float]:
+  """FID and KID of G's samples against `real_images`, and IS of samples.
+
+  Raises:
+    ValueError: fewer samples (or real images) than feature dimensions.
+  """
+  real_features, _ = extractor(real_images)
+  fake_features, fake_logits = [], []
+  for start in range(0, num_samples, batch_size):
+    n = min(batch_size, num_samples - start)
+    z = model.prior.sample(n, seed=tf.constant([seed, start], tf.int64)) if (
+        hasattr(model, "prior")) else tf.random.stateless_normal(
+            [n, model.z_dim], [seed, start])
+    features, logits = extractor(model.generate(z, training=False).numpy())
+    fake_features.append(features)
+    if logits is not None:
+      fake_logits.append(logits)
+  fake_features = np.concatenate(fake_features)
+  results = {
+      "fid": metrics.fid_from_activations(fake_features, real_features),
+      "kid": metrics.kernel_inception_distance(fake_features,
+                                               real_features)[0]}
+  if fake_logits:
+    results["inception_score"] = metrics.inception_score(
+        np.concatenate(fake_logits))[0]
+  return results
+
+
+def _bound_value(parameter: str):
+  try:
+    return gin.query_parameter(parameter)
+  except ValueError:
+    return None
+
+
 def evaluate_model_dir(model_dir: str,
-                       checkpoint: Optional[str] = None) -> dict[str, float]:
-  """Evaluates the EMA model of a training run; writes eval.json there."""
+                       checkpoint: Optional[str] = None,
+                       gin_files=(), gin_bindings=()) -> dict[str, float]:
+  """Evaluates the EMA model of a training run; writes eval.json there.
+
+  The run's config.gin is parsed first, then `gin_files` and `gin_bindings`
+  (evaluation settings such as the feature extractor).
+
+  Raises:
+    ValueError: model_dir has no config or no checkpoint.
+  """
   from bigbigan_tf import training  # pylint: disable=g-import-not-at-top
   model = training.restore_inference_model(model_dir, checkpoint)
+  if gin_files or gin_bindings:
+    from bigbigan_tf import config  # pylint: disable=g-import-not-at-top
+    config.parse(gin_files, gin_bindings, clear=False)
   results = evaluate_model(model)
   with tf.io.gfile.GFile(os.path.join(model_dir, RESULTS_FILE), "w") as f:
     json.dump(results, f, indent=2, sort_keys=True)

@@ -32,6 +32,7 @@ import tensorflow as tf
 from bigbigan_tf import config
 from bigbigan_tf import data
 from bigbigan_tf import distribute
+from bigbigan_tf import evaluate
 from bigbigan_tf import layers
 from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
@@ -195,8 +196,11 @@ class Trainer:
   def _scores(self, x, x_hat, z_hat, z):
     """D on [encoder pairs; generator pairs], split back by pair type."""
     model = self.model
+    # Under mixed precision G and E emit the compute dtype; D autocasts.
     x_d = model.pool_for_discriminator(x)
-    both_z = None if z_hat is None else tf.concat([z_hat, z], axis=0)
+    x_hat = tf.cast(x_hat, x_d.dtype)
+    both_z = None if z_hat is None else tf.concat(
+        [tf.cast(z_hat, z.dtype), z], axis=0)
     scores = model.discriminate(tf.concat([x_d, x_hat], axis=0), both_z,
                                 training=True)
     n = self.per_replica_batch
@@ -379,6 +383,7 @@ def train(model_dir: str,
           checkpoint_every: int = 1000,
           keep_checkpoints: int = 5,
           image_every: int = 1000,
+          eval_every: int = 0,
           standing_stats_batches: int = 10,
           dataset_split: str = "train",
           checkpoint_input_pipeline: bool = True,
@@ -395,6 +400,9 @@ def train(model_dir: str,
     checkpoint_every: steps between checkpoints (rounded up to whole loops).
     keep_checkpoints: checkpoints kept by the CheckpointManager.
     image_every: steps between image grids (EMA weights, standing stats).
+    eval_every: steps between evaluations of the current (live) encoder with
+      the gin-bound `evaluation` settings (linear probe from zero, kNN,
+      reconstructions); 0 turns them off.
     standing_stats_batches: batches used to recompute EMA BN statistics.
     dataset_split: split of the gin-bound `make_dataset` dataset.
     checkpoint_input_pipeline: save the input iterator in checkpoints, so a
@@ -414,13 +422,12 @@ def train(model_dir: str,
   strategy = strategy or tf.distribute.get_strategy()
   if mixed_precision:
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    f.write(gin.config_str())
   with strategy.scope():
     model = config.build_model()
     trainer = Trainer(model, strategy, batch_size)
   _check_architecture(model_dir, trainer)
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+    f.write(gin.config_str())
 
   dataset = data.distributed_dataset(
       strategy, batch_size, split=dataset_split,
@@ -491,6 +498,13 @@ def train(model_dir: str,
       if due(image_every):
         trainer.standing_statistics(standing_iterator, standing_stats_batches)
         _write_images(writer, trainer, fixed, model_dir, step)
+      if eval_every and due(eval_every):
+        results = evaluate.evaluate_model(trainer.model,
+                                          random_encoder_baseline=False)
+        with writer.as_default(step=step):
+          for key, value in results.items():
+            tf.summary.scalar(f"eval/{key}", value)
+        logging.info("step %d evaluation: %s", step, results)
       if due(checkpoint_every):
         manager.save(checkpoint_number=step)
     if preempted:

@@ -6,6 +6,7 @@ tested on a machine with one physical CPU (DESIGN.md section 8).
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,3 +18,32 @@ tf.config.set_logical_device_configuration(
 
 # Graph optimisation (grappler) costs more than the tiny test models gain.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """A tfds data_dir with the offline mnist5k dataset prepared."""
+  from bigbigan_tf import data  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("tfds"))
+  data.prepare_mnist5k(path)
+  return path
+
+
+@pytest.fixture(scope="session")
+def smoke_run_dir(tmp_path_factory, data_dir):
+  """A training run of gin/smoke.gin on mnist5k: 2 steps; images and an
+  evaluation at step 2.
+
+  Shared by tests that need a trained model_dir; they must not modify it
+  (copy it first).
+  """
+  import training_worker  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path_factory.mktemp("smoke_run"))
+  training_worker.train(model_dir, data_dir, 2, "train.image_every = 2",
+                        "train.eval_every = 2", "evaluation.probe_steps = 50")
+  return model_dir

@@ -3,6 +3,7 @@ preemption, non-finite losses and bad configurations."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from bigbigan_tf import config
-from bigbigan_tf import data
 from bigbigan_tf import losses
 from bigbigan_tf import training
 
@@ -24,13 +24,6 @@ import training_worker  # pylint: disable=g-import-not-at-top,wrong-import-posit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "training_worker.py")
 SMOKE_GIN = os.path.join(ROOT, "gin", "smoke.gin")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("tfds"))
-  data.prepare_mnist5k(path)
-  return path
 
 
 def _trainer(strategy, global_batch=8, bindings=()):
@@ -225,11 +218,12 @@ def test_sigterm_writes_a_checkpoint_before_exit(tmp_path, data_dir):
   assert int(path.rsplit("-", 1)[1]) >= 2
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
-                                                              data_dir):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path, data_dir, smoke_run_dir):
   model_dir = str(tmp_path / "nan")
-  training_worker.train(model_dir, data_dir, 2)
+  shutil.copytree(smoke_run_dir, model_dir)
   good, before = _checkpoint_values(model_dir)
+  assert good.endswith("ckpt-2")
   with pytest.raises(training.NonFiniteLossError,
                      match=r"Non-finite loss at step 2;.*ckpt-2"):
     training_worker.train(model_dir, data_dir, 5,
@@ -241,11 +235,16 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
     np.testing.assert_array_equal(after[name], value)
 
 
-def test_model_dir_of_another_architecture_is_refused(tmp_path, data_dir):
+def test_model_dir_of_another_architecture_is_refused(tmp_path, data_dir,
+                                                      smoke_run_dir):
   model_dir = str(tmp_path / "arch")
-  training_worker.train(model_dir, data_dir, 1)
+  shutil.copytree(smoke_run_dir, model_dir)
   with pytest.raises(ValueError, match="different architecture.*generator"):
-    training_worker.train(model_dir, data_dir, 2, "generator.ch = 4")
+    training_worker.train(model_dir, data_dir, 3, "generator.ch = 4")
+  # Nothing was lost: the run's checkpoint and config are untouched.
+  assert _checkpoint_values(model_dir)[0].endswith("ckpt-2")
+  assert (open(os.path.join(model_dir, "config.gin")).read() ==
+          open(os.path.join(smoke_run_dir, "config.gin")).read())
 
 
 def test_unknown_dataset_and_empty_image_dir_are_clear_errors(tmp_path):
@@ -265,20 +264,43 @@ def test_gin_binding_to_unknown_parameter_is_a_clear_error():
     config.parse([SMOKE_GIN], ["trainer.d_stepz = 3"])
 
 
-def test_training_writes_summaries_images_and_configs(tmp_path, data_dir):
-  model_dir = str(tmp_path / "outputs")
-  training_worker.train(model_dir, data_dir, 2, "train.image_every = 2")
+def test_training_writes_summaries_images_and_configs(smoke_run_dir):
+  model_dir = smoke_run_dir
   files = set(os.listdir(model_dir))
   assert {"config.gin", "operative_config.gin", "architecture.json",
           "checkpoints", "images"} <= files
-  assert any(f.startswith("events.out.tfevents") for f in files)
+  events = [f for f in files if f.startswith("events.out.tfevents")]
+  assert len(events) == 1
+  tags = {value.tag for event in tf.compat.v1.train.summary_iterator(
+      os.path.join(model_dir, events[0])) for value in event.summary.value}
+  assert {"loss/d", "loss/eg", "loss_terms/d_encoder_score_xz",
+          "scores/generator_pairs/score_x", "learning_rate/encoder",
+          "images_per_second", "samples", "reconstructions",
+          "encoder_filters", "operative_config",
+          "eval/linear_probe_avepool_top1", "eval/knn5_top1"} <= tags
   images = set(os.listdir(os.path.join(model_dir, "images")))
   assert {"samples_00000002.png", "reconstructions_00000002.png",
           "encoder_filters_00000002.png"} <= images
   operative = open(os.path.join(model_dir, "operative_config.gin")).read()
   assert "trainer.d_steps = 1" in operative
-  # Standing statistics ran on the EMA copies before the grids.
+  # Standing statistics ran on the EMA copies before they were used.
   model = training.restore_inference_model(model_dir)
   bn = [l for l in model.generator._flatten_layers()  # pylint: disable=protected-access
         if hasattr(l, "standing_count")]
   assert bn and all(float(l.standing_count) > 0 for l in bn)
+
+
+def test_mixed_bfloat16_step_is_finite():
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    trainer = _trainer(tf.distribute.get_strategy(),
+                       bindings=["trainer.d_steps = 1"])
+    assert trainer.model.generator.compute_dtype == "bfloat16"
+    dataset = tf.distribute.get_strategy().distribute_datasets_from_function(
+        lambda ctx: training_worker.synthetic_dataset(8, ctx))
+    metrics = trainer.train_loop(iter(dataset), tf.constant(1))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert trainer.model.generator.trainable_variables[0].dtype == tf.float32

@@ -1,0 +1,111 @@
+"""End-to-end evaluation: a checkpoint and its exported Hub module agree;
+sample-quality metrics; clear errors for bad inputs."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigbigan_tf import config
+from bigbigan_tf import data
+from bigbigan_tf import evaluate
+from bigbigan_tf import export
+from bigbigan_tf import training
+from bigbigan_tf.evaluation import feature_extractors
+
+
+EVAL_BINDINGS = ["evaluation.probe_steps = 200",
+                 "evaluation.random_encoder_baseline = False"]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(smoke_run_dir, tmp_path_factory):
+  # A copy: evaluation writes eval.json into the run's directory.
+  model_dir = str(tmp_path_factory.mktemp("eval_run") / "run")
+  shutil.copytree(smoke_run_dir, model_dir)
+  return model_dir
+
+
+@pytest.fixture(scope="module")
+def restored(trained_dir):
+  return training.restore_inference_model(trained_dir)
+
+
+def _pixel_stats_extractor():
+  """A stand-in classifier: 4x4 average-pooled grey levels (16 features)."""
+
+  def classify(images):
+    pooled = tf.nn.avg_pool2d(tf.reduce_mean(images, -1, keepdims=True), 8, 8,
+                              "VALID")
+    features = tf.reshape(pooled, [tf.shape(images)[0], -1])
+    return {"features": features, "logits": features[:, :10] * 5.0}
+
+  return feature_extractors.ClassifierFeatureExtractor(
+      classifier=classify, feature_key="features", logits_key="logits",
+      image_size=32, name="pixel_stats")
+
+
+def test_checkpoint_and_exported_module_give_the_same_figures(
+    trained_dir, restored, tmp_path):
+  results = evaluate.evaluate_model_dir(trained_dir, None, (), EVAL_BINDINGS)
+  assert json.load(open(os.path.join(trained_dir, "eval.json"))) == results
+  for key in ("linear_probe_avepool_top1", "linear_probe_bn_crelu_top5",
+              "knn5_top1", "reconstruction_same_class"):
+    assert 0.0 <= results[key] <= 1.0, key
+  # The probe learns something from a 2-step encoder's features.
+  assert results["linear_probe_bn_crelu_top1"] > 0.2
+
+  paths = export.export_modules(restored, str(tmp_path / "export"))
+  config.parse([os.path.join(trained_dir, "config.gin")], EVAL_BINDINGS)
+  hub_results = evaluate.evaluate_model(
+      evaluate.ExportedBigBiGAN(paths["bigbigan"]))
+  assert hub_results.keys() == results.keys()
+  for key, value in results.items():
+    assert hub_results[key] == pytest.approx(value, abs=2e-3), key
+
+
+def test_sample_quality_metrics_with_a_stand_in_classifier(restored):
+  model = restored
+  real = data.load_arrays("mnist5k", "test", 32,
+                          data_dir=gin_data_dir())[0][:200]
+  extractor = _pixel_stats_extractor()
+  results = evaluate.sample_quality(model, extractor, real, num_samples=100)
+  assert set(results) == {"fid", "kid", "inception_score"}
+  assert results["fid"] > 0 and np.isfinite(results["fid"])
+  assert 1.0 <= results["inception_score"] <= 10.0
+  # Real against itself: FID 0.
+  features, _ = extractor(real)
+  from bigbigan_tf.evaluation import metrics  # pylint: disable=g-import-not-at-top
+  assert metrics.fid_from_activations(features, features) == pytest.approx(
+      0.0, abs=1e-6)
+  with pytest.raises(ValueError, match="samples"):
+    evaluate.sample_quality(model, extractor, real, num_samples=10)
+
+
+def gin_data_dir():
+  import gin  # pylint: disable=g-import-not-at-top
+  return gin.query_parameter("make_dataset.data_dir")
+
+
+def test_hub_module_without_expected_outputs_is_refused(tmp_path):
+  module = tf.Module()
+  module.f = tf.function(lambda x: {"logits": x},
+                         input_signature=[tf.TensorSpec([None, 4])])
+  path = str(tmp_path / "not_bigbigan")
+  tf.saved_model.save(module, path, signatures={"encode": module.f})
+  with pytest.raises(ValueError, match="expected signatures|lacks outputs"):
+    evaluate.ExportedBigBiGAN(path)
+
+
+def test_model_dir_without_checkpoint_is_refused(tmp_path, trained_dir):
+  with pytest.raises(ValueError, match="no config.gin"):
+    evaluate.evaluate_model_dir(str(tmp_path))
+  empty = tmp_path / "run"
+  empty.mkdir()
+  (empty / "config.gin").write_text(
+      open(os.path.join(trained_dir, "config.gin")).read())
+  with pytest.raises(ValueError, match="No checkpoint"):
+    evaluate.evaluate_model_dir(str(empty))
