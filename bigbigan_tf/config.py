@@ -47,4 +47,4 @@ def _register_configurables() -> None:
 
 def build_model() -> model_lib.BigBiGAN:
   """Builds the BigBiGAN bound by the parsed gin config."""
-  return model_lib.BigBiGAN()
+  return model_lib.configured_bigbigan()

@@ -149,8 +149,14 @@ def evaluate_model(model: model_lib.BigBiGAN,
   Returns:
     A flat dict of figures.
   """
-  if model.encoder is None:
-    raise ValueError("Evaluation needs an encoder (this is a StandardGAN).")
+  if model.encoder is None:  # StandardGAN: only sample quality applies.
+    if sample_feature_extractor is None:
+      return {}
+    real_x, _ = data.load_arrays(dataset, test_split, model.resolution,
+                                 data_dir=data_dir or _bound_value(
+                                     "make_dataset.data_dir"))
+    return sample_quality(model, sample_feature_extractor, real_x,
+                          num_samples, seed)
   resolution = model.encoder_resolution
   if data_dir is None:  # Read the data where training read it.
     data_dir = _bound_value("make_dataset.data_dir")

@@ -22,7 +22,6 @@ from bigbigan_tf.networks import encoder as encoder_lib
 from bigbigan_tf.networks import prior as prior_lib
 
 
-@gin.configurable("bigbigan")
 class BigBiGAN:
   """Holds G, E (None for the StandardGAN ablation), D and P_z.
 
@@ -37,8 +36,8 @@ class BigBiGAN:
       latent mode, an encoder missing for a D that scores z).
   """
 
-  def __init__(self, generator=gin.REQUIRED, discriminator=gin.REQUIRED,
-               prior=gin.REQUIRED, encoder: Optional[object] = None):
+  def __init__(self, generator, discriminator, prior,
+               encoder: Optional[object] = None):
     self.generator = generator
     self.discriminator = discriminator
     self.prior = prior
@@ -109,3 +108,16 @@ class BigBiGAN:
   def reconstruct(self, x, training=None) -> tf.Tensor:
     """G(E(x)) using E's mean latent."""
     return self.generate(self.encode(x, training)[common.Z_MEAN], training)
+
+
+@gin.configurable("bigbigan")
+def configured_bigbigan(generator=gin.REQUIRED, discriminator=gin.REQUIRED,
+                        prior=gin.REQUIRED,
+                        encoder: Optional[object] = None) -> BigBiGAN:
+  """The gin entry point: `bigbigan.generator = @generator()` etc.
+
+  A factory rather than a configurable class, so that building a BigBiGAN
+  from existing parts (EMA copies, tests) does not make gin build the bound
+  networks again.
+  """
+  return BigBiGAN(generator, discriminator, prior, encoder)

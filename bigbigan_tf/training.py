@@ -211,7 +211,8 @@ class Trainer:
     return encoder_scores, generator_scores
 
   def _mean(self, per_example):
-    return tf.reduce_sum(per_example) / self.global_batch_size
+    """Per-replica share of the global-batch mean, in float32."""
+    return tf.reduce_sum(tf.cast(per_example, tf.float32)) / self.global_batch_size
 
   def _encode(self, x, eps):
     if self.model.encoder is None:

@@ -47,3 +47,19 @@ def smoke_run_dir(tmp_path_factory, data_dir):
   training_worker.train(model_dir, data_dir, 2, "train.image_every = 2",
                         "train.eval_every = 2", "evaluation.probe_steps = 50")
   return model_dir
+
+
+_TWO_REPLICAS = []
+
+
+def two_replica_strategy() -> tf.distribute.MirroredStrategy:
+  """One MirroredStrategy over the 2 logical CPUs, shared by all tests.
+
+  Several strategies in one process allocate the same collective group and
+  instance keys; the runtime caches collective parameters by key, so a
+  second strategy's all-reduce can collide with a first one's ("Shape
+  mismatch in the collective instance").
+  """
+  if not _TWO_REPLICAS:
+    _TWO_REPLICAS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  return _TWO_REPLICAS[0]

@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from bigbigan_tf import layers
 
+import conftest  # pylint: disable=g-bad-import-order
+
 
 def _random_dense(seed=0, in_features=24, units=16):
   layer = layers.SNDense(units)
@@ -91,7 +93,7 @@ def test_u_is_saved_in_checkpoints(tmp_path):
 
 
 def _two_replica_strategy():
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  return conftest.two_replica_strategy()
 
 
 def _run_per_replica(strategy, fn, x_global, *extra_global):

@@ -19,6 +19,7 @@ from bigbigan_tf import losses
 from bigbigan_tf import training
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conftest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import training_worker  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,8 +103,7 @@ def test_two_replicas_match_one_device():
   tf.keras.utils.set_random_seed(1)
   one_metrics, one_weights = _run_steps(tf.distribute.get_strategy())
   tf.keras.utils.set_random_seed(1)
-  two_metrics, two_weights = _run_steps(
-      tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  two_metrics, two_weights = _run_steps(conftest.two_replica_strategy())
   for key, value in one_metrics.items():
     np.testing.assert_allclose(two_metrics[key], value, rtol=1e-3, atol=1e-4,
                                err_msg=key)

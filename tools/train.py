@@ -41,7 +41,9 @@ def main(argv):
   training.train(FLAGS.model_dir, strategy)
   if FLAGS.evaluate:
     results = evaluate.evaluate_model_dir(FLAGS.model_dir)
-    print(evaluate.format_results(results))
+    print(evaluate.format_results(results) if results else
+          "Nothing to evaluate: no encoder and no sample feature extractor "
+          "bound (evaluation.sample_feature_extractor).")
 
 
 if __name__ == "__main__":
