@@ -35,6 +35,14 @@ def parse(gin_files: Sequence[str] = (),
     raise ValueError(f"Invalid gin configuration: {error}") from error
 
 
+def bound_value(parameter: str, default=None):
+  """The value gin binds to "configurable.parameter", or `default`."""
+  try:
+    return gin.query_parameter(parameter)
+  except ValueError:
+    return default
+
+
 def _register_configurables() -> None:
   """Imports every module that defines configurables (import cycles forbid
   doing this at the top of this module: the trainer imports it)."""

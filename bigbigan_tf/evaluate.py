@@ -23,6 +23,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from bigbigan_tf import config
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import feature_extractors
@@ -85,19 +86,27 @@ class ExportedBigBiGAN:
     return x if factor == 1 else tf.nn.avg_pool2d(x, factor, factor, "VALID")
 
 
+def _map_batches(fn: Callable, images: np.ndarray,
+                 batch_size: int) -> np.ndarray:
+  """Runs the tf.function of `fn` over `images` in batches; concatenates."""
+  call = tf.function(fn)
+  return np.concatenate([call(images[i:i + batch_size]).numpy()
+                         for i in range(0, len(images), batch_size)])
+
+
 def encoder_features(encoder, images: np.ndarray,
                      batch_size: int = 250) -> np.ndarray:
   """E's AvePool features of `images` (inference mode)."""
-  call = tf.function(lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT])
-  return np.concatenate([call(images[i:i + batch_size]).numpy()
-                         for i in range(0, len(images), batch_size)])
+  return _map_batches(
+      lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT], images,
+      batch_size)
 
 
 def reconstructions(model: model_lib.BigBiGAN, images: np.ndarray,
                     batch_size: int = 250) -> np.ndarray:
-  call = tf.function(lambda x: model.reconstruct(x, training=False))
-  return np.concatenate([call(images[i:i + batch_size]).numpy()
-                         for i in range(0, len(images), batch_size)])
+  """G(E(x)) of `images` (inference mode)."""
+  return _map_batches(lambda x: model.reconstruct(x, training=False), images,
+                      batch_size)
 
 
 def _probe_features(encoder, train_x, train_y, test_x, test_y,
@@ -149,17 +158,16 @@ def evaluate_model(model: model_lib.BigBiGAN,
   Returns:
     A flat dict of figures.
   """
+  if data_dir is None:  # Read the data where training read it.
+    data_dir = config.bound_value("make_dataset.data_dir")
   if model.encoder is None:  # StandardGAN: only sample quality applies.
     if sample_feature_extractor is None:
       return {}
     real_x, _ = data.load_arrays(dataset, test_split, model.resolution,
-                                 data_dir=data_dir or _bound_value(
-                                     "make_dataset.data_dir"))
+                                 data_dir=data_dir)
     return sample_quality(model, sample_feature_extractor, real_x,
                           num_samples, seed)
   resolution = model.encoder_resolution
-  if data_dir is None:  # Read the data where training read it.
-    data_dir = _bound_value("make_dataset.data_dir")
   train_x, train_y = data.load_arrays(dataset, train_split, resolution,
                                       data_dir=data_dir)
   test_x, test_y = data.load_arrays(dataset, test_split, resolution,
@@ -223,13 +231,6 @@ def sample_quality(model, extractor: Callable, real_images: np.ndarray,
   return results
 
 
-def _bound_value(parameter: str):
-  try:
-    return gin.query_parameter(parameter)
-  except ValueError:
-    return None
-
-
 def evaluate_model_dir(model_dir: str,
                        checkpoint: Optional[str] = None,
                        gin_files=(), gin_bindings=()) -> dict[str, float]:
@@ -244,7 +245,6 @@ def evaluate_model_dir(model_dir: str,
   from bigbigan_tf import training  # pylint: disable=g-import-not-at-top
   model = training.restore_inference_model(model_dir, checkpoint)
   if gin_files or gin_bindings:
-    from bigbigan_tf import config  # pylint: disable=g-import-not-at-top
     config.parse(gin_files, gin_bindings, clear=False)
   results = evaluate_model(model)
   with tf.io.gfile.GFile(os.path.join(model_dir, RESULTS_FILE), "w") as f:

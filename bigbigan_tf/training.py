@@ -598,18 +598,10 @@ def restore_inference_model(model_dir: str,
   model = config.build_model()
   trainer = Trainer(model, strategy, batch_size)
   trainer.checkpoint().restore(checkpoint).expect_partial()
-  split = gin.query_parameter("train.dataset_split") if _bound(
-      "train.dataset_split") else "train"
+  split = config.bound_value("train.dataset_split", "train")
   iterator = iter(data.distributed_dataset(
       strategy, batch_size, split=split, resolution=model.encoder_resolution,
       training=True, seed=1))
   trainer.standing_statistics(iterator, standing_stats_batches)
   return trainer.ema_model()
 
-
-def _bound(parameter: str) -> bool:
-  try:
-    gin.query_parameter(parameter)
-    return True
-  except ValueError:
-    return False

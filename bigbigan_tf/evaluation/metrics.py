@@ -45,6 +45,18 @@ def _as_2d_float64(array: np.ndarray, name: str) -> np.ndarray:
   return array
 
 
+def _paired_activations(activations1: np.ndarray, activations2: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """Both sets as 2-D float64; ValueError unless their widths agree."""
+  activations1 = _as_2d_float64(activations1, "activations1")
+  activations2 = _as_2d_float64(activations2, "activations2")
+  if activations1.shape[1] != activations2.shape[1]:
+    raise ValueError(
+        "Both activation sets must have the same feature dimension; received "
+        f"{activations1.shape[1]} and {activations2.shape[1]}.")
+  return activations1, activations2
+
+
 def activation_statistics(
     activations: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
   """Mean and covariance of a set of activations.
@@ -141,12 +153,8 @@ def fid_from_activations(activations1: np.ndarray,
   Raises:
     ValueError: on mismatched feature dimensions or too few samples.
   """
-  activations1 = _as_2d_float64(activations1, "activations1")
-  activations2 = _as_2d_float64(activations2, "activations2")
-  if activations1.shape[1] != activations2.shape[1]:
-    raise ValueError(
-        "Both activation sets must have the same feature dimension; received "
-        f"{activations1.shape[1]} and {activations2.shape[1]}.")
+  activations1, activations2 = _paired_activations(activations1,
+                                                   activations2)
   mu1, sigma1 = activation_statistics(activations1)
   mu2, sigma2 = activation_statistics(activations2)
   return frechet_distance(mu1, sigma1, mu2, sigma2)
@@ -230,12 +238,8 @@ def kernel_inception_distance(activations1: np.ndarray,
   Raises:
     ValueError: on mismatched dimensions or fewer than 2 rows per subset.
   """
-  activations1 = _as_2d_float64(activations1, "activations1")
-  activations2 = _as_2d_float64(activations2, "activations2")
-  if activations1.shape[1] != activations2.shape[1]:
-    raise ValueError(
-        "Both activation sets must have the same feature dimension; received "
-        f"{activations1.shape[1]} and {activations2.shape[1]}.")
+  activations1, activations2 = _paired_activations(activations1,
+                                                   activations2)
   if num_subsets < 1:
     raise ValueError(f"num_subsets must be >= 1; received {num_subsets}.")
   subset_size = min(activations1.shape[0], activations2.shape[0],
