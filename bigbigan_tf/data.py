@@ -816,6 +816,47 @@ def distributed_dataset(strategy: tf.distribute.Strategy,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+def evaluation_dataset(name: str,
+                       split: str,
+                       resolution: int,
+                       *,
+                       augmentation: str = "none",
+                       data_dir: str | os.PathLike[str] | None = None,
+                       image_dir: str | os.PathLike[str] | None = None,
+                       manual_dir: str | os.PathLike[str] | None = None,
+                       download: bool = False,
+                       max_examples: int | None = None,
+                       batch_size: int = 250) -> tf.data.Dataset:
+  """The evaluation pipeline of one split: one pass, labelled batches.
+
+  Fixed order, no random augmentation (``training=False``); for mnist5k the
+  order is that of the stratified split. `load_arrays` collects it into
+  memory; streamed evaluation (bigbigan_tf.evaluate with a feature_dir)
+  iterates over it batch by batch. Arguments as in `load_arrays`.
+
+  Returns:
+    A dataset of dicts {IMAGE: float32 [B, resolution, resolution, 3] in
+    [-1, 1], LABEL: int32 [B]}; B = batch_size except maybe in the last batch.
+  """
+  if max_examples is not None:
+    _check_positive_int(max_examples, "max_examples")
+  dataset = _build_dataset(
+      name,
+      split,
+      resolution,
+      batch_size,
+      augmentation=augmentation,
+      training=False,
+      data_dir=data_dir,
+      image_dir=image_dir,
+      manual_dir=manual_dir,
+      download=download,
+      with_labels=True)
+  if max_examples is not None:
+    dataset = dataset.unbatch().take(max_examples).batch(batch_size)
+  return dataset
+
+
 @gin.configurable("load_arrays")
 def load_arrays(name: str,
                 split: str,
@@ -830,8 +871,10 @@ def load_arrays(name: str,
                 batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
   """Loads a whole split into memory, for evaluation code.
 
-  Uses the evaluation pipeline (``training=False``): fixed order, no random
-  augmentation. For mnist5k the order is that of the stratified split.
+  Uses the evaluation pipeline (`evaluation_dataset`, ``training=False``):
+  fixed order, no random augmentation. For mnist5k the order is that of the
+  stratified split. Its gin bindings (e.g. ``load_arrays.augmentation``)
+  also configure the streamed evaluation's pipeline.
 
   Args:
     name: dataset name, as in `make_dataset`.
@@ -850,22 +893,17 @@ def load_arrays(name: str,
     images: float32 [N, resolution, resolution, 3] in [-1, 1].
     labels: int32 [N] (-1 for image_dir images).
   """
-  if max_examples is not None:
-    _check_positive_int(max_examples, "max_examples")
-  dataset = _build_dataset(
+  dataset = evaluation_dataset(
       name,
       split,
       resolution,
-      batch_size,
       augmentation=augmentation,
-      training=False,
       data_dir=data_dir,
       image_dir=image_dir,
       manual_dir=manual_dir,
       download=download,
-      with_labels=True)
-  if max_examples is not None:
-    dataset = dataset.unbatch().take(max_examples).batch(batch_size)
+      max_examples=max_examples,
+      batch_size=batch_size)
   image_batches, label_batches = [], []
   for batch in dataset.as_numpy_iterator():
     image_batches.append(batch[IMAGE])

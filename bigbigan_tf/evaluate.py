@@ -11,13 +11,19 @@ as given, e.g. EMA weights with standing statistics):
     architecture (the baseline a learned encoder must beat).
 `evaluate_model_dir(model_dir)` restores the EMA model of a training run,
 evaluates it and writes eval.json and TensorBoard summaries into model_dir.
+
+Small datasets are evaluated in memory. For ImageNet, bind
+`evaluation.feature_dir` to a local directory: the splits are then streamed
+through the evaluation pipeline batch by batch, E's features are written to
+disk (evaluation.feature_store) and the probes and kNN read them in bounded
+chunks, with the same figures (see `evaluate_model`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 import gin
 import numpy as np
@@ -27,6 +33,7 @@ from bigbigan_tf import config
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import feature_extractors
+from bigbigan_tf.evaluation import feature_store
 from bigbigan_tf.evaluation import linear_probe as probe_lib
 from bigbigan_tf.evaluation import metrics
 from bigbigan_tf.networks import common
@@ -94,12 +101,15 @@ def _map_batches(fn: Callable, images: np.ndarray,
                          for i in range(0, len(images), batch_size)])
 
 
+def _avepool_fn(encoder) -> Callable[[tf.Tensor], tf.Tensor]:
+  """E's AvePool features of a batch of images (inference mode)."""
+  return lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT]
+
+
 def encoder_features(encoder, images: np.ndarray,
                      batch_size: int = 250) -> np.ndarray:
   """E's AvePool features of `images` (inference mode)."""
-  return _map_batches(
-      lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT], images,
-      batch_size)
+  return _map_batches(_avepool_fn(encoder), images, batch_size)
 
 
 def reconstructions(model: model_lib.BigBiGAN, images: np.ndarray,
@@ -109,10 +119,9 @@ def reconstructions(model: model_lib.BigBiGAN, images: np.ndarray,
                       batch_size)
 
 
-def _probe_features(encoder, train_x, train_y, test_x, test_y,
-                    num_steps: int, prefix: str) -> dict:
-  train_f = encoder_features(encoder, train_x)
-  test_f = encoder_features(encoder, test_x)
+def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
+                   prefix: str) -> dict:
+  """Linear probes of both feature types on (in-memory or stored) features."""
   results = {}
   for feature_type in ("avepool", "bn_crelu"):
     result = probe_lib.linear_probe(train_f, train_y, test_f, test_y,
@@ -120,7 +129,130 @@ def _probe_features(encoder, train_x, train_y, test_x, test_y,
                                     num_steps=num_steps)
     results[f"{prefix}linear_probe_{feature_type}_top1"] = result.top1
     results[f"{prefix}linear_probe_{feature_type}_top5"] = result.top5
-  return results, train_f, test_f
+  return results
+
+
+def _reconstruction_scores(model, pixel_classifier: Callable,
+                           test_batches: Iterable) -> dict:
+  """How often x and G(E(x)) get the same class (and x's label), over
+  (images, labels) batches of the test split."""
+  reconstruct = tf.function(lambda x: model.reconstruct(x, training=False),
+                            reduce_retracing=True)
+  same_class = keeps_label = count = 0
+  for images, labels in test_batches:
+    recon = reconstruct(images).numpy()
+    x_class = np.argmax(pixel_classifier(images), axis=-1)
+    recon_class = np.argmax(pixel_classifier(recon), axis=-1)
+    same_class += int(np.sum(x_class == recon_class))
+    keeps_label += int(np.sum(recon_class == labels))
+    count += len(labels)
+  if not count:
+    raise ValueError("The test split has no examples; expected at least one "
+                     "for the reconstruction score.")
+  return {"reconstruction_same_class": same_class / count,
+          "reconstruction_keeps_label": keeps_label / count}
+
+
+def _pool_array(pool: Callable, images) -> np.ndarray:
+  """pool (a TF function of a batch) applied to a NumPy array."""
+  return np.asarray(pool(tf.constant(images)))
+
+
+class _InMemorySplits:
+  """Evaluation data of `evaluate_model` held in memory (data.load_arrays,
+  each split loaded on first use): small datasets such as mnist5k.
+
+  `pool` maps images to D's resolution (model.pool_for_discriminator).
+  """
+
+  def __init__(self, dataset, train_split, test_split, resolution, data_dir,
+               pool: Callable, batch_size: int = 250):
+    self._load = lambda split: data.load_arrays(dataset, split, resolution,
+                                                data_dir=data_dir)
+    self._splits = {"train": train_split, "test": test_split}
+    self._arrays = {}
+    self._pool = pool
+    self._batch_size = batch_size
+
+  def _split(self, role: str) -> tuple[np.ndarray, np.ndarray]:
+    if role not in self._arrays:
+      self._arrays[role] = self._load(self._splits[role])
+    return self._arrays[role]
+
+  def features(self, encoder, tag: str):
+    del tag  # Only stored features need a name.
+    (train_x, train_y), (test_x, test_y) = map(self._split, ("train", "test"))
+    return (encoder_features(encoder, train_x), train_y,
+            encoder_features(encoder, test_x), test_y)
+
+  def pixel_features(self, max_examples: Optional[int]):
+    flat = lambda x: _pool_array(self._pool, x).reshape(len(x), -1)
+    (train_x, train_y), (test_x, test_y) = map(self._split, ("train", "test"))
+    rows = slice(None, max_examples)
+    return (flat(train_x[rows]), train_y[rows], flat(test_x[rows]),
+            test_y[rows])
+
+  def test_batches(self):
+    test_x, test_y = self._split("test")
+    for i in range(0, len(test_x), self._batch_size):
+      yield (test_x[i:i + self._batch_size], test_y[i:i + self._batch_size])
+
+  def real_images(self) -> np.ndarray:
+    return _pool_array(self._pool, self._split("test")[0])
+
+
+class _StreamedSplits:
+  """Evaluation data of `evaluate_model` read batch by batch from the
+  evaluation pipeline (data.evaluation_dataset, with the gin bindings of
+  load_arrays); features are written to `feature_dir` and memory mapped."""
+
+  def __init__(self, dataset, train_split, test_split, resolution, data_dir,
+               pool: Callable, feature_dir: str, feature_dtype: str):
+    self._dataset = dataset
+    self._splits = {"train": train_split, "test": test_split}
+    self._resolution = resolution
+    self._settings = {**gin.get_bindings("load_arrays"), "data_dir": data_dir}
+    self._pool = pool
+    self._feature_dir = feature_dir
+    self._feature_dtype = feature_dtype
+
+  def _pipeline(self, role: str, max_examples: Optional[int] = None):
+    settings = dict(self._settings)
+    if max_examples is not None:
+      bound = settings.get("max_examples")
+      settings["max_examples"] = (max_examples if bound is None else
+                                  min(bound, max_examples))
+    return data.evaluation_dataset(self._dataset, self._splits[role],
+                                   self._resolution, **settings)
+
+  def _extract(self, feature_fn, tag: str, max_examples=None):
+    splits = []
+    for role in ("train", "test"):
+      stored = feature_store.extract_features(
+          feature_fn, self._pipeline(role, max_examples),
+          os.path.join(self._feature_dir, f"{tag}_{role}"),
+          dtype=self._feature_dtype,
+          info={"features": tag, "dataset": self._dataset,
+                "split": self._splits[role], "resolution": self._resolution,
+                "pipeline": self._settings, "max_examples": max_examples})
+      splits += [stored.features, stored.labels]
+    return tuple(splits)
+
+  def features(self, encoder, tag: str):
+    return self._extract(_avepool_fn(encoder), tag)
+
+  def pixel_features(self, max_examples: Optional[int]):
+    pool = self._pool
+    return self._extract(lambda x: tf.reshape(pool(x), [tf.shape(x)[0], -1]),
+                         "pixels", max_examples)
+
+  def test_batches(self):
+    for batch in self._pipeline("test").as_numpy_iterator():
+      yield batch[data.IMAGE], batch[data.LABEL]
+
+  def real_images(self):
+    return (_pool_array(self._pool, images)
+            for images, _ in self.test_batches())
 
 
 @gin.configurable("evaluation", denylist=["model"])
@@ -135,8 +267,27 @@ def evaluate_model(model: model_lib.BigBiGAN,
                    data_dir: Optional[str] = None,
                    sample_feature_extractor: Optional[Callable] = None,
                    num_samples: int = 50_000,
-                   seed: int = 0) -> dict[str, float]:
+                   seed: int = 0,
+                   feature_dir: Optional[str] = None,
+                   feature_dtype: str = "float32",
+                   pixel_probe_max_examples: Optional[int] = 10_000,
+                   pixel_probe_steps: Optional[int] = None
+                  ) -> dict[str, float]:
   """Measures `model` on a labelled dataset (labels used only here).
+
+  Two ways to hold the data, with the same figures:
+    * feature_dir None (default; small datasets such as mnist5k): both splits
+      are loaded into memory (data.load_arrays) and so are their features.
+    * feature_dir set (ImageNet): images are read batch by batch from the
+      evaluation pipeline (data.evaluation_dataset with the gin bindings of
+      load_arrays, e.g. load_arrays.augmentation and load_arrays.max_examples);
+      features are written to feature_dir (see evaluation.feature_store;
+      float32 AvePool features of ImageNet's training split take 10 GB for
+      ResNet-50) and read back in bounded chunks by the probes and kNN.
+      Subdirectories encoder_{train,test}, random_encoder_{train,test} and
+      pixels_{train,test} are overwritten by every call. Memory then holds
+      the labels, chunks of features, one batch of images and, with a
+      sample_feature_extractor, the real images' extractor features.
 
   Args:
     model: the BigBiGAN to measure (with an encoder).
@@ -145,8 +296,9 @@ def evaluate_model(model: model_lib.BigBiGAN,
     probe_steps: linear-probe steps (zero-initialised, lr 0.01, EMA).
     knn_k: neighbours for the kNN accuracy (cosine).
     random_encoder_baseline: also probe a freshly initialised encoder.
-    pixel_classifier: maps images [N, h, w, 3] in [-1, 1] (D's resolution)
-      to logits; default a linear probe on the training split's pixels.
+    pixel_classifier: maps a batch of images [B, h, w, 3] in [-1, 1] to
+      logits; default a linear probe on the training split's pixels
+      (pooled to D's resolution).
     data_dir: tfds data_dir (default: make_dataset's, as bound in gin).
     sample_feature_extractor: a feature_extractors.ClassifierFeatureExtractor
       (e.g. `@inception_extractor()` for FID/IS/KID as in the paper, or
@@ -154,62 +306,111 @@ def evaluate_model(model: model_lib.BigBiGAN,
       "domain FID"); None skips the sample-quality metrics.
     num_samples: generated samples for FID/IS/KID (50K in the paper).
     seed: seed of the prior samples.
+    feature_dir: local directory for streamed evaluation (see above); None
+      evaluates in memory.
+    feature_dtype: storage dtype of the features in feature_dir: "float32"
+      (the in-memory figures) or "float16" (half the disk, ~1e-3 relative
+      precision).
+    pixel_probe_max_examples: the default pixel classifier is trained on the
+      first this-many training examples and its top-1
+      (pixel_linear_probe_top1) measured on the first this-many test
+      examples (raw pixels of ImageNet at 128x128 are 196 KB per image);
+      None uses whole splits. The reconstruction score always covers the
+      whole test split.
+    pixel_probe_steps: steps of that pixel probe; None: probe_steps.
 
   Returns:
     A flat dict of figures.
+
+  Raises:
+    ValueError: a bad feature_dtype or pixel_probe_max_examples, a
+      non-local feature_dir, or empty splits.
   """
+  if feature_dtype not in feature_store.DTYPES:
+    raise ValueError(f"evaluation.feature_dtype must be one of "
+                     f"{feature_store.DTYPES}; received {feature_dtype!r}.")
+  if pixel_probe_max_examples is not None and (
+      isinstance(pixel_probe_max_examples, bool) or
+      not isinstance(pixel_probe_max_examples, int) or
+      pixel_probe_max_examples < 1):
+    raise ValueError("evaluation.pixel_probe_max_examples must be None or an "
+                     f"int >= 1; received {pixel_probe_max_examples!r}.")
   if data_dir is None:  # Read the data where training read it.
     data_dir = config.bound_value("make_dataset.data_dir")
+
+  def make_splits(train, test, resolution, pool):
+    if feature_dir is None:
+      return _InMemorySplits(dataset, train, test, resolution, data_dir, pool)
+    return _StreamedSplits(dataset, train, test, resolution, data_dir, pool,
+                           feature_dir, feature_dtype)
+
   if model.encoder is None:  # StandardGAN: only sample quality applies.
     if sample_feature_extractor is None:
       return {}
-    real_x, _ = data.load_arrays(dataset, test_split, model.resolution,
-                                 data_dir=data_dir)
-    return sample_quality(model, sample_feature_extractor, real_x,
+    real_images = make_splits(train_split, test_split, model.resolution,
+                              lambda x: x).real_images()
+    return sample_quality(model, sample_feature_extractor, real_images,
                           num_samples, seed)
-  resolution = model.encoder_resolution
-  train_x, train_y = data.load_arrays(dataset, train_split, resolution,
-                                      data_dir=data_dir)
-  test_x, test_y = data.load_arrays(dataset, test_split, resolution,
-                                    data_dir=data_dir)
-  results, train_f, test_f = _probe_features(
-      model.encoder, train_x, train_y, test_x, test_y, probe_steps, "")
+  pool = model.pool_for_discriminator
+  splits = make_splits(train_split, test_split, model.encoder_resolution, pool)
+
+  train_f, train_y, test_f, test_y = splits.features(model.encoder, "encoder")
+  results = _probe_results(train_f, train_y, test_f, test_y, probe_steps, "")
   results[f"knn{knn_k}_top1"] = probe_lib.knn_accuracy(
       train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
   if random_encoder_baseline and hasattr(model.encoder,
                                          "constructor_arguments"):
     fresh = common.clone(model.encoder)
-    baseline, _, _ = _probe_features(fresh, train_x, train_y, test_x, test_y,
-                                     probe_steps, "random_encoder_")
-    results.update(baseline)
+    results.update(_probe_results(*splits.features(fresh, "random_encoder"),
+                                  probe_steps, "random_encoder_"))
 
-  pool = lambda x: model.pool_for_discriminator(tf.constant(x)).numpy()
   if pixel_classifier is None:
-    flat = lambda x: pool(x).reshape(len(x), -1)
-    pixel_probe = probe_lib.linear_probe(flat(train_x), train_y, flat(test_x),
-                                         test_y, num_steps=probe_steps)
+    pixel_probe = probe_lib.linear_probe(
+        *splits.pixel_features(pixel_probe_max_examples),
+        num_steps=probe_steps if pixel_probe_steps is None
+        else pixel_probe_steps)
     results["pixel_linear_probe_top1"] = pixel_probe.top1
+    flat = lambda x: _pool_array(pool, x).reshape(len(x), -1)
     pixel_classifier = lambda x: flat(x) @ pixel_probe.weights + pixel_probe.bias
-  recon = reconstructions(model, test_x)
-  x_class = np.argmax(pixel_classifier(test_x), axis=-1)
-  recon_class = np.argmax(pixel_classifier(recon), axis=-1)
-  results["reconstruction_same_class"] = float(np.mean(x_class == recon_class))
-  results["reconstruction_keeps_label"] = float(np.mean(recon_class == test_y))
+  results.update(_reconstruction_scores(model, pixel_classifier,
+                                        splits.test_batches()))
   if sample_feature_extractor is not None:
     results.update(sample_quality(model, sample_feature_extractor,
-                                  pool(test_x), num_samples, seed))
+                                  splits.real_images(), num_samples, seed))
   return {k: float(v) for k, v in results.items()}
 
 
-def sample_quality(model, extractor: Callable, real_images: np.ndarray,
+def _real_activations(extractor: Callable,
+                      real_images: Union[np.ndarray, Iterable[np.ndarray]]
+                     ) -> np.ndarray:
+  """Extractor features of real images: an array, or batches of one."""
+  if isinstance(real_images, np.ndarray):
+    return extractor(real_images)[0]
+  features = [extractor(np.asarray(images))[0] for images in real_images]
+  if not features:
+    raise ValueError("Expected real images for FID/KID; received none.")
+  return np.concatenate(features)
+
+
+def sample_quality(model, extractor: Callable,
+                   real_images: Union[np.ndarray, Iterable[np.ndarray]],
                    num_samples: int, seed: int = 0,
                    batch_size: int = 250) -> dict[str, float]:
-  """FID and KID of G's samples against `real_images`, and IS of samples.
+  """FID and KID of G's samples against real images, and IS of samples.
+
+  Args:
+    model: has `generate` (and `prior` or `z_dim`).
+    extractor: maps images to (features, logits or None).
+    real_images: an array [N, h, w, 3], or an iterable of such batches (only
+      their features are kept).
+    num_samples: generated samples.
+    seed: seed of the prior samples.
+    batch_size: samples generated at once.
 
   Raises:
     ValueError: fewer samples (or real images) than feature dimensions.
   """
-  real_features, _ = extractor(real_images)
+  real_features = _real_activations(extractor, real_images)
   fake_features, fake_logits = [], []
   for start in range(0, num_samples, batch_size):
     n = min(batch_size, num_samples - start)

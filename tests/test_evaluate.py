@@ -59,9 +59,14 @@ def test_checkpoint_and_exported_module_give_the_same_figures(
   assert results["linear_probe_bn_crelu_top1"] > 0.2
 
   paths = export.export_modules(restored, str(tmp_path / "export"))
-  config.parse([os.path.join(trained_dir, "config.gin")], EVAL_BINDINGS)
+  # The module is evaluated the streamed way (features on disk): the same
+  # figures again.
+  config.parse([os.path.join(trained_dir, "config.gin")], EVAL_BINDINGS + [
+      f"evaluation.feature_dir = '{tmp_path / 'features'}'"])
   hub_results = evaluate.evaluate_model(
       evaluate.ExportedBigBiGAN(paths["bigbigan"]))
+  assert os.path.exists(tmp_path / "features" / "encoder_train" /
+                        "features.npy")
   assert hub_results.keys() == results.keys()
   for key, value in results.items():
     assert hub_results[key] == pytest.approx(value, abs=2e-3), key

@@ -18,10 +18,18 @@ momentum 0.9 ("momentum"), with Adam (beta1 0.9, beta2 0.999) available as
 Inputs are NumPy arrays, so these functions work with any encoder. Both are
 gin-configurable as `linear_probe` and `knn_accuracy`, e.g.
 `linear_probe.num_steps = 100000`, `linear_probe.feature_type = "bn_crelu"`.
+
+Bounded memory. Features may be any "feature source": an object with
+`shape` ([N, D]) and NumPy indexing by a slice or by an integer array of row
+indices, such as an in-memory array or a disk-backed `np.memmap` of an
+ImageNet split (evaluation.feature_store). These functions read at most
+`rows_per_chunk` (linear probe) or `batch_size` / `key_batch_size` (kNN) rows
+of a source at once; labels ([N] integers) are held in memory. In-memory
+arrays and memmaps go through the same code, so they give the same figures.
 """
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Callable, Optional, Protocol, Tuple, Union
 
 import gin
 import numpy as np
@@ -34,14 +42,93 @@ METRICS = ("cosine", "euclidean")
 _ADAM_BETA1 = 0.9
 _ADAM_BETA2 = 0.999
 _ADAM_EPSILON = 1e-8
-# Rows of test features scored at once, to bound memory for 1000 classes.
-_EVAL_CHUNK = 8192
+# Rows of a feature source read at once (moments, minibatch blocks, scoring):
+# 8192 x 2048 AvePool features of ResNet-50 are 64 MB in float32.
+DEFAULT_ROWS_PER_CHUNK = 8192
 
 
-def feature_moments(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """Per-dimension mean and (biased) variance of features [N, D]."""
-  features = np.asarray(features, np.float64)
-  return features.mean(axis=0), features.var(axis=0)
+class FeatureSource(Protocol):
+  """Rows of features [N, D] readable in parts (np.ndarray, np.memmap, ...).
+
+  Indexing takes a slice or a sorted 1-D integer array of row indices and
+  returns the rows as a NumPy array.
+  """
+
+  @property
+  def shape(self) -> Tuple[int, ...]:
+    ...
+
+  def __getitem__(self, index) -> np.ndarray:
+    ...
+
+
+Features = Union[np.ndarray, FeatureSource]
+
+
+def _as_source(features, name: str):
+  """Arrays and other feature sources stay as they are (no copy, no read of
+  a memmap); anything else (lists, tf.Tensors) becomes an array."""
+  if isinstance(features, np.ndarray) or (
+      not isinstance(features, tf.Tensor) and hasattr(features, "shape") and
+      hasattr(features, "__getitem__")):
+    shape = tuple(features.shape)
+  else:
+    features = np.asarray(features)
+    shape = features.shape
+  if len(shape) != 2:
+    raise ValueError(f"{name} must be [N, D]; received shape {shape}.")
+  return features
+
+
+def _check_chunk(rows_per_chunk: int, name: str = "rows_per_chunk") -> None:
+  if isinstance(rows_per_chunk, bool) or not isinstance(
+      rows_per_chunk, (int, np.integer)) or rows_per_chunk < 1:
+    raise ValueError(
+        f"{name} must be an int >= 1; received {rows_per_chunk!r}.")
+
+
+def _chunks(num_rows: int, rows_per_chunk: int):
+  for start in range(0, num_rows, rows_per_chunk):
+    yield slice(start, min(start + rows_per_chunk, num_rows))
+
+
+def feature_moments(
+    features: Features,
+    rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK
+) -> Tuple[np.ndarray, np.ndarray]:
+  """Per-dimension mean and (biased) variance of features [N, D].
+
+  One streamed pass over chunks of `rows_per_chunk` rows with float64
+  accumulators, merged by Chan et al.'s pairwise update (numerically stable,
+  unlike sum-of-squares). With N <= rows_per_chunk this is exactly
+  `features.mean(0)` and `features.var(0)` in float64.
+
+  Raises:
+    ValueError: features not [N, D], or no rows.
+  """
+  features = _as_source(features, "features")
+  _check_chunk(rows_per_chunk)
+  num_rows, dim = features.shape
+  if num_rows == 0:
+    raise ValueError("feature_moments needs at least one row; received 0.")
+  count = 0
+  mean = np.zeros(dim, np.float64)
+  sum_squares = np.zeros(dim, np.float64)  # Of deviations from the mean.
+  for chunk in _chunks(num_rows, rows_per_chunk):
+    rows = np.asarray(features[chunk], np.float64)
+    chunk_count = rows.shape[0]
+    chunk_mean = rows.sum(axis=0) / chunk_count
+    chunk_sum_squares = np.square(rows - chunk_mean).sum(axis=0)
+    if count == 0:
+      mean, sum_squares = chunk_mean, chunk_sum_squares
+    else:
+      total = count + chunk_count
+      delta = chunk_mean - mean
+      mean = mean + delta * (chunk_count / total)
+      sum_squares = (sum_squares + chunk_sum_squares +
+                     np.square(delta) * (count * chunk_count / total))
+    count += chunk_count
+  return mean, sum_squares / count
 
 
 def bn_crelu(features: np.ndarray,
@@ -80,14 +167,11 @@ def bn_crelu(features: np.ndarray,
       axis=1).astype(np.float32)
 
 
-def _check_split(features: np.ndarray, labels: np.ndarray,
-                 name: str) -> Tuple[np.ndarray, np.ndarray]:
+def _check_split(features: Features, labels: np.ndarray,
+                 name: str) -> Tuple[Features, np.ndarray]:
   """Validates one split: 2-D features and matching integer labels."""
-  features = np.asarray(features)
+  features = _as_source(features, f"{name}_features")
   labels = np.asarray(labels)
-  if features.ndim != 2:
-    raise ValueError(
-        f"{name}_features must be [N, D]; received shape {features.shape}.")
   if labels.shape != (features.shape[0],):
     raise ValueError(
         f"{name}_labels must have shape ({features.shape[0]},) to match "
@@ -155,23 +239,38 @@ class LinearProbeResult:
   bias: np.ndarray
 
 
-def _evaluate(features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-              bias: np.ndarray) -> Tuple[float, float]:
+# Maps rows [n, D] read from a feature source to the classifier's inputs.
+RowTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def _evaluate(features: Features, labels: np.ndarray, transform: RowTransform,
+              weights: np.ndarray, bias: np.ndarray,
+              rows_per_chunk: int) -> Tuple[float, float]:
   """Top-1 and top-5 accuracies of the linear classifier, in chunks."""
   top1_hits = top5_hits = 0.0
-  for start in range(0, features.shape[0], _EVAL_CHUNK):
-    chunk = slice(start, start + _EVAL_CHUNK)
-    logits = features[chunk].astype(np.float64) @ weights + bias
+  num_rows = features.shape[0]
+  for chunk in _chunks(num_rows, rows_per_chunk):
+    logits = transform(features[chunk]).astype(np.float64) @ weights + bias
     count = logits.shape[0]
     top1_hits += top_k_accuracy(logits, labels[chunk], 1) * count
     top5_hits += top_k_accuracy(logits, labels[chunk], 5) * count
-  return top1_hits / features.shape[0], top5_hits / features.shape[0]
+  return top1_hits / num_rows, top5_hits / num_rows
+
+
+def _gather_rows(features: Features, indices: np.ndarray,
+                 transform: RowTransform) -> Tuple[np.ndarray, np.ndarray]:
+  """float32 transform(rows) of the distinct rows among `indices`, read once
+  each in ascending order (sequential reads from a memmap), and the
+  positions of `indices` among them."""
+  unique, positions = np.unique(indices, return_inverse=True)
+  rows = np.asarray(transform(features[unique]), np.float32)
+  return rows, positions.reshape(indices.shape).astype(np.int32)
 
 
 @gin.configurable("linear_probe")
-def linear_probe(train_features: np.ndarray,
+def linear_probe(train_features: Features,
                  train_labels: np.ndarray,
-                 test_features: np.ndarray,
+                 test_features: Features,
                  test_labels: np.ndarray,
                  num_classes: Optional[int] = None,
                  feature_type: str = "avepool",
@@ -184,13 +283,22 @@ def linear_probe(train_features: np.ndarray,
                  ema_warmup: bool = True,
                  weight_decay: float = 0.0,
                  steps_per_loop: int = 1000,
-                 seed: int = 0) -> LinearProbeResult:
+                 seed: int = 0,
+                 rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK
+                ) -> LinearProbeResult:
   """Trains a zero-initialised softmax classifier on frozen features.
 
   Every call starts from zero weights and fresh optimiser and EMA state.
+  Features are read in parts (see the module docstring), so they may be
+  disk-backed memmaps larger than memory: the BN moments come from a streamed
+  pass, each compiled loop receives the distinct rows of its minibatches (at
+  most `rows_per_chunk`, read from the source on the host), and accuracies
+  are computed over chunks. The minibatch indices are drawn by the same
+  seeded generator, one step at a time, whatever the chunking.
 
   Args:
-    train_features: [N, D] avepool features of the training split.
+    train_features: [N, D] avepool features of the training split (an array
+      or another feature source).
     train_labels: [N] integer labels.
     test_features: [M, D] avepool features of the held-out split.
     test_labels: [M] integer labels.
@@ -207,8 +315,14 @@ def linear_probe(train_features: np.ndarray,
       (1 + t) / (10 + t)), so that the EMA follows the recent weights in short
       runs instead of staying near the zero initialisation.
     weight_decay: L2 coefficient (0.5 * weight_decay * |W|^2 in the loss).
-    steps_per_loop: steps run inside one compiled loop between Python calls.
+    steps_per_loop: at most this many steps run inside one compiled loop
+      between Python calls.
     seed: seed of the minibatch sampler.
+    rows_per_chunk: most feature rows read from a source (and held, after
+      the BN+CReLU transform) at once, or batch_size if larger; when the
+      training split is larger than this a compiled loop runs at most
+      rows_per_chunk // batch_size steps. Changes the result only through
+      the rounding of the BN moments merged over chunks (float64).
 
   Returns:
     A `LinearProbeResult`.
@@ -229,6 +343,7 @@ def linear_probe(train_features: np.ndarray,
     raise ValueError(
         "Expected num_steps >= 0, batch_size >= 1 and steps_per_loop >= 1; "
         f"received {num_steps}, {batch_size} and {steps_per_loop}.")
+  _check_chunk(rows_per_chunk)
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f"ema_decay must be in [0, 1); received {ema_decay}.")
   largest_label = int(max(train_labels.max(), test_labels.max()))
@@ -238,15 +353,15 @@ def linear_probe(train_features: np.ndarray,
     raise ValueError(
         f"Labels must be < num_classes={num_classes}; found {largest_label}.")
 
-  if feature_type == "bn_crelu":
-    mean, variance = feature_moments(train_features)
-    train_features = bn_crelu(train_features, mean, variance)
-    test_features = bn_crelu(test_features, mean, variance)
-  train_features = np.asarray(train_features, np.float32)
   num_examples, dim = train_features.shape
+  if feature_type == "bn_crelu":
+    mean, variance = feature_moments(train_features, rows_per_chunk)
+    transform = lambda rows: bn_crelu(rows, mean, variance)
+    dim *= 2
+  else:
+    transform = np.asarray
+  as_float32 = lambda rows: np.asarray(transform(rows), np.float32)
 
-  features = tf.constant(train_features)
-  labels = tf.constant(train_labels, tf.int32)
   weights = tf.Variable(tf.zeros((dim, num_classes)))
   bias = tf.Variable(tf.zeros((num_classes,)))
   params = (weights, bias)
@@ -256,10 +371,8 @@ def linear_probe(train_features: np.ndarray,
   step = tf.Variable(0, dtype=tf.int64)
   sampler = tf.random.Generator.from_seed(seed)
 
-  def train_step() -> tf.Tensor:
-    indices = sampler.uniform((batch_size,), 0, num_examples, dtype=tf.int64)
-    batch_features = tf.gather(features, indices)
-    batch_labels = tf.gather(labels, indices)
+  def train_step(batch_features: tf.Tensor,
+                 batch_labels: tf.Tensor) -> tf.Tensor:
     with tf.GradientTape() as tape:
       logits = tf.matmul(batch_features, weights) + bias
       loss = tf.reduce_mean(
@@ -288,25 +401,47 @@ def linear_probe(train_features: np.ndarray,
       ema_param.assign(decay * ema_param + (1.0 - decay) * param)
     return loss
 
-  @tf.function
-  def train_loop(num: tf.Tensor) -> tf.Tensor:
+  @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+  def draw_indices(num: tf.Tensor) -> tf.Tensor:
+    """[num, batch_size] row indices, one draw of the sampler per step."""
+    draws = tf.TensorArray(tf.int64, size=num)
+    for i in tf.range(num):
+      draws = draws.write(
+          i, sampler.uniform((batch_size,), 0, num_examples, dtype=tf.int64))
+    return draws.stack()
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, dim], tf.float32),
+      tf.TensorSpec([None, batch_size], tf.int32),
+      tf.TensorSpec([None, batch_size], tf.int32)])
+  def train_loop(block_rows: tf.Tensor, block_positions: tf.Tensor,
+                 block_labels: tf.Tensor) -> tf.Tensor:
+    """Steps over minibatches given as positions in block_rows."""
     loss = tf.constant(np.nan, tf.float32)
-    for _ in tf.range(num):
-      loss = train_step()
+    for i in tf.range(tf.shape(block_labels)[0]):
+      loss = train_step(tf.gather(block_rows, block_positions[i]),
+                        block_labels[i])
     return loss
 
+  # A compiled loop reads at most rows_per_chunk distinct rows.
+  steps_per_call = steps_per_loop if num_examples <= rows_per_chunk else max(
+      1, min(steps_per_loop, rows_per_chunk // batch_size))
   final_loss = float("nan")
   remaining = num_steps
   while remaining > 0:
-    num = min(remaining, steps_per_loop)
-    final_loss = float(train_loop(tf.constant(num)))
+    num = min(remaining, steps_per_call)
+    indices = draw_indices(tf.constant(num, tf.int32)).numpy()
+    rows, positions = _gather_rows(train_features, indices, transform)
+    final_loss = float(train_loop(rows, positions,
+                                  train_labels[indices].astype(np.int32)))
     remaining -= num
 
   ema_weights = ema_params[0].numpy().astype(np.float64)
   ema_bias = ema_params[1].numpy().astype(np.float64)
-  top1, top5 = _evaluate(test_features, test_labels, ema_weights, ema_bias)
-  train_top1, _ = _evaluate(train_features, train_labels, ema_weights,
-                            ema_bias)
+  top1, top5 = _evaluate(test_features, test_labels, transform, ema_weights,
+                         ema_bias, rows_per_chunk)
+  train_top1, _ = _evaluate(train_features, train_labels, as_float32,
+                            ema_weights, ema_bias, rows_per_chunk)
   return LinearProbeResult(top1=top1, top5=top5, train_top1=train_top1,
                            final_loss=final_loss, weights=ema_weights,
                            bias=ema_bias)
@@ -324,28 +459,73 @@ def _pairwise_distances(queries: np.ndarray, keys: np.ndarray,
   return np.sqrt(np.maximum(squared, 0.0))
 
 
+def _nearest(distances: np.ndarray, k: int) -> np.ndarray:
+  """Columns of the k smallest distances per row, ordered by (distance,
+  column); exact on ties (the lower column wins)."""
+  num_columns = distances.shape[1]
+  if k >= num_columns:
+    return np.argsort(distances, axis=1, kind="stable")
+  candidates = np.argpartition(distances, k - 1, axis=1)[:, :k]
+  # argpartition may keep a later column among ties at the k-th distance;
+  # rows where some tie was left out are redone with a full stable sort.
+  kept = np.take_along_axis(distances, candidates, axis=1)
+  boundary = kept.max(axis=1, keepdims=True)
+  ties_left_out = (np.sum(distances == boundary, axis=1) >
+                   np.sum(kept == boundary, axis=1))
+  ambiguous = np.nonzero(ties_left_out)[0]
+  if ambiguous.size:
+    candidates[ambiguous] = np.argsort(distances[ambiguous], axis=1,
+                                       kind="stable")[:, :k]
+  candidates = np.sort(candidates, axis=1)
+  order = np.argsort(np.take_along_axis(distances, candidates, axis=1),
+                     axis=1, kind="stable")
+  return np.take_along_axis(candidates, order, axis=1)
+
+
+def _merge_nearest(best_distances: np.ndarray, best_indices: np.ndarray,
+                   distances: np.ndarray, indices: np.ndarray,
+                   k: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The k nearest of two candidate sets, each sorted by (distance, index),
+  where every index of the second exceeds every index of the first: a stable
+  sort by distance of [first, second] then keeps (distance, index) order."""
+  distances = np.concatenate([best_distances, distances], axis=1)
+  indices = np.concatenate([best_indices, indices], axis=1)
+  order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+  return (np.take_along_axis(distances, order, axis=1),
+          np.take_along_axis(indices, order, axis=1))
+
+
 @gin.configurable("knn_accuracy")
-def knn_accuracy(train_features: np.ndarray,
+def knn_accuracy(train_features: Features,
                  train_labels: np.ndarray,
-                 test_features: np.ndarray,
+                 test_features: Features,
                  test_labels: np.ndarray,
                  k: int = 20,
                  metric: str = "cosine",
-                 batch_size: int = 1024) -> float:
+                 batch_size: int = 1024,
+                 key_batch_size: int = 16384) -> float:
   """Top-1 accuracy of a k-nearest-neighbour majority vote.
 
   Neighbours are ordered by distance, then by training index. The predicted
   class is the one with most votes among the k nearest; a tie between classes
   goes to the tied class whose nearest member is closest.
 
+  Memory is bounded: each chunk of `batch_size` queries is compared with
+  chunks of `key_batch_size` training rows in turn, keeping a running top-k,
+  so at most batch_size x key_batch_size distances exist at once.
+
   Args:
-    train_features: [N, D] features of the labelled set.
+    train_features: [N, D] features of the labelled set (array or feature
+      source, see the module docstring).
     train_labels: [N] integer labels.
     test_features: [M, D] features to classify.
     test_labels: [M] integer labels.
     k: number of neighbours, 1 <= k <= N.
     metric: "cosine" (1 - cosine similarity) or "euclidean".
     batch_size: test rows processed at once.
+    key_batch_size: training rows compared with them at once (changes the
+      result only through floating-point rounding of the distances). A
+      training set larger than this is read once per chunk of queries.
 
   Returns:
     The top-1 accuracy in [0, 1].
@@ -357,34 +537,45 @@ def knn_accuracy(train_features: np.ndarray,
       train_features, train_labels, test_features, test_labels)
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}; received {metric!r}.")
+  _check_chunk(batch_size, "batch_size")
+  _check_chunk(key_batch_size, "key_batch_size")
   num_train = train_features.shape[0]
   if not 1 <= k <= num_train:
     raise ValueError(
         f"k must be in [1, {num_train}] (the training set size); received {k}.")
-  keys = np.asarray(train_features, np.float64)
-  if metric == "cosine":
-    keys = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
   num_classes = int(max(train_labels.max(), test_labels.max())) + 1
 
+  def key_chunk(chunk: slice) -> np.ndarray:
+    keys = np.asarray(train_features[chunk], np.float64)
+    if metric == "cosine":
+      keys = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True),
+                               1e-12)
+    return keys
+
+  # One key chunk (the whole training set, up to key_batch_size rows) is
+  # normalised once; larger sets are re-read for every chunk of queries.
+  single_chunk = key_chunk(slice(0, num_train)) if (
+      num_train <= key_batch_size) else None
   correct = 0
-  for start in range(0, test_features.shape[0], batch_size):
-    queries = np.asarray(test_features[start:start + batch_size], np.float64)
-    distances = _pairwise_distances(queries, keys, metric)
+  for queries_chunk in _chunks(test_features.shape[0], batch_size):
+    queries = np.asarray(test_features[queries_chunk], np.float64)
+    best_distances = np.zeros((queries.shape[0], 0))
+    best_indices = np.zeros((queries.shape[0], 0), np.int64)
+    for chunk in _chunks(num_train, key_batch_size):
+      keys = single_chunk if single_chunk is not None else key_chunk(chunk)
+      distances = _pairwise_distances(queries, keys, metric)
+      nearest = _nearest(distances, k)
+      best_distances, best_indices = _merge_nearest(
+          best_distances, best_indices,
+          np.take_along_axis(distances, nearest, axis=1),
+          nearest + chunk.start, k)
     rows = np.arange(queries.shape[0])[:, None]
-    if k < num_train:
-      candidates = np.sort(
-          np.argpartition(distances, k - 1, axis=1)[:, :k], axis=1)
-    else:
-      candidates = np.broadcast_to(np.arange(num_train),
-                                   (queries.shape[0], num_train))
-    # Stable sort by distance keeps ascending training index among equals.
-    order = np.argsort(distances[rows, candidates], axis=1, kind="stable")
-    neighbour_labels = train_labels[candidates[rows, order]]
+    neighbour_labels = train_labels[best_indices]
     votes = np.zeros((queries.shape[0], num_classes), np.int64)
     np.add.at(votes, (np.broadcast_to(rows, neighbour_labels.shape),
                       neighbour_labels), 1)
     tied = votes == votes.max(axis=1, keepdims=True)
     first_tied_neighbour = np.argmax(tied[rows, neighbour_labels], axis=1)
     predictions = neighbour_labels[rows[:, 0], first_tied_neighbour]
-    correct += int(np.sum(predictions == test_labels[start:start + batch_size]))
+    correct += int(np.sum(predictions == test_labels[queries_chunk]))
   return correct / test_features.shape[0]
