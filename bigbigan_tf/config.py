@@ -36,11 +36,17 @@ def parse(gin_files: Sequence[str] = (),
 
 
 def bound_value(parameter: str, default=None):
-  """The value gin binds to "configurable.parameter", or `default`."""
+  """The value gin binds to "configurable.parameter", or `default`.
+
+  A macro (`param = %NAME`) is resolved to the macro's value.
+  """
   try:
-    return gin.query_parameter(parameter)
+    value = gin.query_parameter(parameter)
   except ValueError:
     return default
+  while str(value).startswith("%") and hasattr(value, "selector"):
+    value = gin.query_parameter(str(value))
+  return value
 
 
 def _register_configurables() -> None:

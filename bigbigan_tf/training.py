@@ -135,6 +135,7 @@ class Trainer:
     self._replica_step = tf.function(self._replica_step_impl,
                                      jit_compile=self.jit_compile)
     self.train_loop = tf.function(self._train_loop_impl)
+    self._standing_step = tf.function(self._standing_step_impl)
 
   def step(self) -> int:
     """The global step, read on the host."""
@@ -305,21 +306,22 @@ class Trainer:
     """Recomputes the EMA copies' BN statistics on `num_batches` batches."""
     copies = list(self.ema.values())
     with layers.accumulating_standing_stats(*copies):
-
-      def replica_fn(x, k):
-        z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
-        self.ema["generator"](z, training=True)
-        if "encoder" in self.ema:
-          self.ema["encoder"](x, training=True)
-
-      @tf.function
-      def run(x, k):
-        self.strategy.run(replica_fn, args=(x, k))
-
       for k in range(num_batches):
-        run(next(iterator)[data.IMAGE], tf.constant(k, tf.int64))
+        self._standing_step(next(iterator)[data.IMAGE],
+                            tf.constant(k, tf.int64))
     # Training-mode calls ran power iterations on the copies: undo them.
     self._copy_power_iteration_state()
+
+  def _standing_step_impl(self, x, k):
+    """One training-mode pass of the EMA copies (traced once, reused)."""
+
+    def replica_fn(x, k):
+      z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
+      self.ema["generator"](z, training=True)
+      if "encoder" in self.ema:
+        self.ema["encoder"](x, training=True)
+
+    self.strategy.run(replica_fn, args=(x, k))
 
 
 def _spectral_norm_layers(network: keras.Model) -> list:

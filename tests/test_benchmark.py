@@ -1,0 +1,176 @@
+"""Tests of bigbigan_tf/benchmark.py and tools/benchmark.py.
+
+No timed assertions: the tests check that FLOPs are counted correctly and
+consistently, and that the tool's figures agree with each other.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+import tensorflow as tf
+
+from bigbigan_tf import benchmark
+from bigbigan_tf import config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "gin", "smoke.gin")
+
+
+def _flops(fn, *specs):
+  return benchmark.graph_flops(
+      tf.function(fn).get_concrete_function(*specs).graph)
+
+
+def test_conv_forward_and_gradients_counted_from_shapes():
+  kernel = tf.Variable(tf.ones([3, 3, 5, 7]))
+
+  def step(x):
+    with tf.GradientTape() as tape:
+      y = tf.nn.conv2d(x, kernel, strides=2, padding="SAME")
+      loss = tf.reduce_sum(y)
+    return tape.gradient(loss, [x, kernel])
+
+  counts = _flops(step, tf.TensorSpec([4, 16, 16, 5]))
+  forward = 2 * 4 * 8 * 8 * 3 * 3 * 5 * 7   # output 8x8 at stride 2
+  assert counts["Conv2D"] == forward
+  assert counts["Conv2DBackpropInput"] == forward
+  assert counts["Conv2DBackpropFilter"] == forward
+  assert counts["total"] == 3 * forward
+
+
+def test_matmul_transposes_and_batches():
+  def products(a, b, c):
+    return (tf.matmul(a, b, transpose_a=True),        # [6, 3] x [3, 4]
+            tf.matmul(c, c, transpose_b=True))        # [2, 5, 9] x [2, 9, 5]
+
+  counts = _flops(products, tf.TensorSpec([3, 6]), tf.TensorSpec([3, 4]),
+                  tf.TensorSpec([2, 5, 9]))
+  assert counts["MatMul"] == 2 * 6 * 4 * 3
+  assert counts["BatchMatMulV2"] == 2 * 2 * 5 * 5 * 9
+
+
+def test_nested_functions_and_cond_branches():
+  inner = tf.function(lambda x: tf.matmul(x, x), jit_compile=True)
+
+  def outer(x, flag):
+    y = inner(x) + inner(x)          # Two call sites: counted twice.
+    return tf.cond(flag, lambda: tf.matmul(y, y),
+                   lambda: tf.matmul(tf.matmul(y, y), y))  # Larger: 2x.
+
+  counts = _flops(outer, tf.TensorSpec([8, 8]), tf.TensorSpec([], tf.bool))
+  one = 2 * 8 * 8 * 8
+  assert counts["total"] == 2 * one + 2 * one
+
+
+def test_unknown_shapes_are_an_error():
+  with pytest.raises(ValueError, match="not fully known"):
+    _flops(lambda x: tf.matmul(x, x), tf.TensorSpec([None, None]))
+
+
+def test_settings_reject_bad_values():
+  with pytest.raises(ValueError, match="per_replica_batch must be >= 1"):
+    benchmark.Settings(per_replica_batch=0)
+  with pytest.raises(ValueError, match="data must be one of"):
+    benchmark.Settings(data="imagenet")
+
+
+def _step_flops(per_replica_batch, d_steps):
+  config.parse([SMOKE])
+  setup = benchmark.build(benchmark.Settings(
+      per_replica_batch=per_replica_batch, d_steps=d_steps))
+  return benchmark.step_flops(setup.trainer, setup.iterator)["total"]
+
+
+def test_step_flops_linear_in_batch_and_d_steps():
+  """FLOPs(b) = a b + c: equal increments for b = 2, 4, 6 (c: spectral-norm
+  power iterations, which do not depend on the batch), so FLOPs nearly
+  double from 2 to 4; and each extra D step adds the same amount."""
+  by_batch = [_step_flops(b, 1) for b in (2, 4, 6)]
+  assert by_batch[2] - by_batch[1] == by_batch[1] - by_batch[0] > 0
+  assert by_batch[1] / by_batch[0] == pytest.approx(2.0, rel=0.02)
+  by_d_steps = [_step_flops(2, d) for d in (1, 2, 3)]
+  assert by_d_steps[0] == by_batch[0]
+  assert by_d_steps[2] - by_d_steps[1] == by_d_steps[1] - by_d_steps[0] > 0
+
+
+def test_run_figures_are_consistent(tmp_path):
+  config.parse([SMOKE])
+  settings = benchmark.Settings(per_replica_batch=4, d_steps=1,
+                                steps_per_loop=2, loops=3, warmup_loops=0)
+  result = benchmark.run(settings, peak_flops=1e12,
+                         profile_dir=str(tmp_path / "profile"))
+  assert keras.mixed_precision.global_policy().name == "float32"
+  assert (result["step_time_min_s"] <= result["step_time_s"]
+          <= result["step_time_max_s"])
+  assert result["global_batch"] == 4 and result["d_steps"] == 1
+  assert result["images_per_second"] == pytest.approx(
+      4 * (1 + 1) / result["step_time_s"])
+  assert result["steps_per_second"] == pytest.approx(
+      1 / result["step_time_s"])
+  assert result["flops_per_step"] == sum(result["flops_by_op"].values()) > 0
+  assert result["achieved_flops_per_second"] == pytest.approx(
+      result["flops_per_step"] / result["step_time_s"])
+  assert result["fraction_of_peak"] == pytest.approx(
+      result["achieved_flops_per_second"] / 1e12)
+  assert result["peak_host_memory_bytes"] > 100 * 2**20
+  assert result["compile_time_s"] >= 0
+  json.dumps(result)  # Serialisable as it is.
+
+  # The profiled loop: op time split by type, network and phase.
+  breakdown = benchmark.op_time_breakdown(str(tmp_path / "profile"))
+  for table in ("by_type", "by_network", "by_phase"):
+    assert sum(breakdown[table].values()) == pytest.approx(1.0)
+  assert {"generator", "encoder", "discriminator"} <= set(
+      breakdown["by_network"])
+  assert breakdown["by_phase"]["gradient"] > 0.1
+  assert any("Conv2D" in op for op in breakdown["by_type"])
+  assert "Op time" in benchmark.format_breakdown(breakdown)
+  with pytest.raises(ValueError, match="No profiler trace"):
+    benchmark.op_time_breakdown(str(tmp_path))
+
+
+def test_tool_runs_each_variant_and_writes_json(tmp_path):
+  output = tmp_path / "bench.json"
+  process = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
+       f"--gin_file={SMOKE}", "--variant=", "--variant=discriminator.ch=16",
+       "--per_replica_batch=2", "--d_steps=1", "--steps_per_loop=1",
+       "--loops=1", "--warmup_loops=0", "--peak_flops=1e12",
+       f"--output={output}"],
+      capture_output=True, text=True, check=False, cwd=REPO)
+  assert process.returncode == 0, process.stderr[-3000:]
+  results = json.loads(output.read_text())
+  assert [r["variant"] for r in results] == ["", "discriminator.ch=16"]
+  assert [r["config"].split(", ")[-1] for r in results] == ["D ch8", "D ch16"]
+  assert results[1]["flops_per_step"] > results[0]["flops_per_step"]
+  assert results[1]["trainable_parameters"] > results[0]["trainable_parameters"]
+  for word in ("GFLOP/step", "img/s", "(as configured)", "discriminator.ch=16"):
+    assert word in process.stdout
+
+
+def test_tool_rejects_bad_flag_values(tmp_path):
+  process = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
+       f"--gin_file={SMOKE}", "--jit_compile=maybe",
+       f"--output={tmp_path / 'x.json'}"],
+      capture_output=True, text=True, check=False, cwd=REPO)
+  assert process.returncode != 0
+  assert "--jit_compile takes true/false values" in process.stderr
+  process = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
+       f"--gin_file={SMOKE}", "--variant=discriminator.chh=16",
+       f"--output={tmp_path / 'x.json'}"],
+      capture_output=True, text=True, check=False, cwd=REPO)
+  assert process.returncode != 0 and "chh" in process.stderr
+  assert not (tmp_path / "x.json").exists()
+
+
+def test_bound_value_resolves_macros():
+  config.parse([SMOKE], ["generator.ch = 8"])
+  assert config.bound_value("generator.resolution") == 32
+  assert config.bound_value("generator.ch") == 8
+  assert config.bound_value("generator.not_bound", "default") == "default"

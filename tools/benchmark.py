@@ -1,0 +1,178 @@
+r"""Benchmarks training steps of a gin config: time, images/s, FLOPs, memory.
+
+  python tools/benchmark.py --gin_file=gin/quickstart_mnist.gin \
+      --jit_compile=false,true --output=/tmp/benchmark.json
+
+Every combination of the list-valued flags (--jit_compile,
+--mixed_precision, --per_replica_batch, --d_steps) runs in a fresh process
+(clean compile time and peak memory); the tool prints a table and writes all
+figures as JSON. Synthetic images by default (--data=config reads the
+gin-bound dataset). The gin config's training schedule is not used; only its
+networks and trainer settings.
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bigbigan_tf import benchmark  # pylint: disable=g-import-not-at-top
+from bigbigan_tf import config
+from bigbigan_tf import distribute
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", [], "gin config files.")
+flags.DEFINE_multi_string("gin_bindings", [], "gin bindings (win over files).")
+flags.DEFINE_enum("strategy", distribute.DEFAULT, distribute.STRATEGIES,
+                  "Distribution strategy (--tpu implies tpu).")
+flags.DEFINE_string("tpu", None, "TPU name/address ('local' on a TPU VM).")
+flags.DEFINE_list("jit_compile", ["false"], "XLA on/off, e.g. false,true.")
+flags.DEFINE_list("mixed_precision", ["false"],
+                  "Mixed bfloat16 on/off, e.g. false,true.")
+flags.DEFINE_list("per_replica_batch", ["32"], "Images per replica, e.g. 16,32.")
+flags.DEFINE_list("d_steps", ["config"],
+                  "D steps per E+G step; 'config' keeps the gin value.")
+flags.DEFINE_multi_string(
+    "variant", [],
+    "A set of extra gin bindings separated by ';' (repeatable; '' is the "
+    "config as it is). Each variant is combined with every value of the "
+    "list flags, e.g. --variant='generator.ch=16;discriminator.ch=16' "
+    "--variant='' compares before and after a change in one run.")
+flags.DEFINE_integer("steps_per_loop", 10, "Outer steps per timed loop.")
+flags.DEFINE_integer("loops", 5, "Timed loops (the median is reported).")
+flags.DEFINE_integer("warmup_loops", 1, "Untimed loops after compilation.")
+flags.DEFINE_enum("data", benchmark.SYNTHETIC, benchmark.DATA_SOURCES,
+                  "Synthetic images or the gin-bound dataset.")
+flags.DEFINE_float("peak_flops", None,
+                   "Peak FLOP/s of all replicas together; default: a "
+                   "measured matmul peak.")
+flags.DEFINE_bool("count_flops", True, "Count FLOPs from the traced graph.")
+flags.DEFINE_string("profile_dir", None,
+                    "Profile one more loop of each configuration (trace in "
+                    "PROFILE_DIR/<index>, for TensorBoard) and print where "
+                    "its op time went.")
+flags.DEFINE_string("output", "benchmark.json", "JSON file of all results.")
+flags.DEFINE_string("single_run_output", None,
+                    "Internal: run exactly one configuration in this "
+                    "process and write its result here.")
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _bools(name):
+  values = getattr(FLAGS, name)
+  try:
+    return [_BOOLS[v.strip().lower()] for v in values]
+  except KeyError as error:
+    raise app.UsageError(f"--{name} takes true/false values, got "
+                         f"{values}.") from error
+
+
+def _ints(name, allow_config=False):
+  out = []
+  for value in getattr(FLAGS, name):
+    if allow_config and value == "config":
+      out.append(None)
+      continue
+    try:
+      out.append(int(value))
+    except ValueError as error:
+      raise app.UsageError(f"--{name} takes integers"
+                           f"{' or config' if allow_config else ''}, got "
+                           f"{value!r}.") from error
+  return out
+
+
+def _variants():
+  """Each --variant as a list of gin bindings (one empty variant if none)."""
+  return [[b.strip() for b in v.split(";") if b.strip()]
+          for v in (FLAGS.variant or [""])]
+
+
+def _settings():
+  for variant, jit, bf16, batch, d_steps in itertools.product(
+      _variants(), _bools("jit_compile"), _bools("mixed_precision"),
+      _ints("per_replica_batch"), _ints("d_steps", allow_config=True)):
+    yield variant, benchmark.Settings(
+        strategy=FLAGS.strategy, tpu=FLAGS.tpu, per_replica_batch=batch,
+        d_steps=d_steps, jit_compile=jit, mixed_precision=bf16,
+        steps_per_loop=FLAGS.steps_per_loop, loops=FLAGS.loops,
+        warmup_loops=FLAGS.warmup_loops, data=FLAGS.data)
+
+
+def _single_run(variant, settings):
+  config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
+  result = benchmark.run(settings, peak_flops=FLAGS.peak_flops,
+                         count_flops=FLAGS.count_flops,
+                         profile_dir=FLAGS.profile_dir)
+  result["variant"] = ";".join(variant)
+  if FLAGS.profile_dir:
+    result["op_time"] = benchmark.op_time_breakdown(FLAGS.profile_dir)
+  with open(FLAGS.single_run_output, "w") as f:
+    json.dump(result, f)
+
+
+def _flags_for(variant, settings, output, index):
+  args = [f"--gin_file={f}" for f in FLAGS.gin_file]
+  args += [f"--gin_bindings={b}" for b in FLAGS.gin_bindings]
+  args.append(f"--variant={';'.join(variant)}")
+  args += [f"--strategy={FLAGS.strategy}",
+           f"--jit_compile={str(settings.jit_compile).lower()}",
+           f"--mixed_precision={str(settings.mixed_precision).lower()}",
+           f"--per_replica_batch={settings.per_replica_batch}",
+           f"--d_steps={settings.d_steps or 'config'}",
+           f"--steps_per_loop={FLAGS.steps_per_loop}",
+           f"--loops={FLAGS.loops}", f"--warmup_loops={FLAGS.warmup_loops}",
+           f"--data={FLAGS.data}", f"--single_run_output={output}",
+           f"--count_flops={str(FLAGS.count_flops).lower()}"]
+  if FLAGS.tpu:
+    args.append(f"--tpu={FLAGS.tpu}")
+  if FLAGS.peak_flops:
+    args.append(f"--peak_flops={FLAGS.peak_flops}")
+  if FLAGS.profile_dir:
+    args.append(f"--profile_dir={os.path.join(FLAGS.profile_dir, str(index))}")
+  return args
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  variants = list(_settings())
+  if FLAGS.single_run_output:
+    if len(variants) != 1:
+      raise app.UsageError("--single_run_output runs one configuration.")
+    _single_run(*variants[0])
+    return
+  # Fail on a bad config here, before starting any subprocess.
+  for variant in _variants():
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
+  results = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for i, (variant, settings) in enumerate(variants):
+      output = os.path.join(tmp, f"{i}.json")
+      print(f"[{i + 1}/{len(variants)}] {variant} {settings}", flush=True)
+      subprocess.run([sys.executable, os.path.abspath(__file__)]
+                     + _flags_for(variant, settings, output, i), check=True)
+      with open(output) as f:
+        results.append(json.load(f))
+  print()
+  print(f"{' + '.join(FLAGS.gin_file)}  |  {results[0]['machine']}")
+  print(benchmark.format_table(results))
+  for i, result in enumerate(results):
+    if "op_time" in result:
+      print(f"\n[{i + 1}] profile in {os.path.join(FLAGS.profile_dir, str(i))}"
+            f"\n{benchmark.format_breakdown(result['op_time'])}")
+  with open(FLAGS.output, "w") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  print(f"Wrote {os.path.abspath(FLAGS.output)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
