@@ -133,6 +133,17 @@ def test_run_figures_are_consistent(tmp_path):
     benchmark.op_time_breakdown(str(tmp_path))
 
 
+def test_mixed_precision_counts_the_same_flops_and_restores_policy():
+  config.parse([SMOKE])
+  settings = benchmark.Settings(per_replica_batch=2, d_steps=1,
+                                mixed_precision=True, steps_per_loop=1,
+                                loops=1, warmup_loops=0)
+  result = benchmark.run(settings, peak_flops=1e12)
+  assert keras.mixed_precision.global_policy().name == "float32"
+  assert result["mixed_precision"] is True
+  assert result["flops_per_step"] == _step_flops(2, 1)
+
+
 def test_tool_runs_each_variant_and_writes_json(tmp_path):
   output = tmp_path / "bench.json"
   process = subprocess.run(
