@@ -236,8 +236,9 @@ def _device_peak_memory(devices: Iterable[str]) -> Optional[int]:
   peaks = []
   for device in devices:
     try:
+      spec = tf.DeviceSpec.from_string(device)
       info = tf.config.experimental.get_memory_info(
-          tf.DeviceSpec.from_string(device).to_string().split("/device:")[-1])
+          f"{spec.device_type}:{spec.device_index}")
     except (ValueError, tf.errors.OpError):
       return None
     peaks.append(int(info["peak"]))
@@ -317,8 +318,7 @@ def run(settings: Settings,
   """
   previous_policy = keras.mixed_precision.global_policy().name
   try:
-    setup = build(settings)
-    strategy, model, trainer, iterator = setup
+    strategy, model, trainer, iterator = build(settings)
     replicas = strategy.num_replicas_in_sync
     global_batch = trainer.global_batch_size
     loop_steps = tf.constant(settings.steps_per_loop)
@@ -346,7 +346,7 @@ def run(settings: Settings,
     results: dict[str, Any] = {
         "config": _config_summary(),
         "machine": machine_description(),
-        **{k: v for k, v in dataclasses.asdict(settings).items()},
+        **dataclasses.asdict(settings),
         "d_steps": trainer.d_steps,
         "jit_compile": trainer.jit_compile,
         "replicas": replicas,
@@ -430,7 +430,7 @@ def _config_summary() -> str:
 _NETWORKS = ("generator", "encoder", "discriminator")
 
 
-def op_time_breakdown(profile_dir: str) -> dict[str, dict[str, float]]:
+def op_time_breakdown(profile_dir: str) -> dict[str, Any]:
   """Where a profiled loop spent its op time (from the profiler's XPlane).
 
   Reads the newest trace under `profile_dir` (written by `run(...,
@@ -442,7 +442,7 @@ def op_time_breakdown(profile_dir: str) -> dict[str, dict[str, float]]:
   Returns:
     {"by_type": {op type: fraction}, "by_network": {generator / encoder /
     discriminator / other: fraction}, "by_phase": {forward / gradient /
-    other: fraction}, "total_op_seconds": {"all": seconds}}.
+    other: fraction}, "total_op_seconds": seconds}.
 
   Raises:
     ValueError: no trace under profile_dir.
@@ -483,13 +483,13 @@ def op_time_breakdown(profile_dir: str) -> dict[str, dict[str, float]]:
       ((k, v / total) for k, v in table.items()), key=lambda kv: -kv[1]))
   return {"by_type": fractions(by_type), "by_network": fractions(by_network),
           "by_phase": fractions(by_phase),
-          "total_op_seconds": {"all": total * 1e-12}}
+          "total_op_seconds": total * 1e-12}
 
 
-def format_breakdown(breakdown: dict[str, dict[str, float]],
+def format_breakdown(breakdown: dict[str, Any],
                      top: int = 12) -> str:
   """The op-time breakdown as text: the `top` op types, networks, phases."""
-  lines = [f"Op time {breakdown['total_op_seconds']['all']:.2f} s "
+  lines = [f"Op time {breakdown['total_op_seconds']:.2f} s "
            f"(summed over compute threads):"]
   for title in ("by_type", "by_network", "by_phase"):
     items = list(breakdown[title].items())[:top]

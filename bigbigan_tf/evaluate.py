@@ -112,13 +112,6 @@ def encoder_features(encoder, images: np.ndarray,
   return _map_batches(_avepool_fn(encoder), images, batch_size)
 
 
-def reconstructions(model: model_lib.BigBiGAN, images: np.ndarray,
-                    batch_size: int = 250) -> np.ndarray:
-  """G(E(x)) of `images` (inference mode)."""
-  return _map_batches(lambda x: model.reconstruct(x, training=False), images,
-                      batch_size)
-
-
 def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
                    prefix: str) -> dict:
   """Linear probes of both feature types on (in-memory or stored) features."""

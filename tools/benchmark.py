@@ -60,8 +60,10 @@ flags.DEFINE_string("profile_dir", None,
                     "its op time went.")
 flags.DEFINE_string("output", "benchmark.json", "JSON file of all results.")
 flags.DEFINE_string("single_run_output", None,
-                    "Internal: run exactly one configuration in this "
-                    "process and write its result here.")
+                    "Internal: run only combination --single_run_index in "
+                    "this process and write its result here.")
+flags.DEFINE_integer("single_run_index", 0,
+                     "Internal: which combination --single_run_output runs.")
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
@@ -107,38 +109,21 @@ def _settings():
         warmup_loops=FLAGS.warmup_loops, data=FLAGS.data)
 
 
-def _single_run(variant, settings):
+def _profile_dir(index):
+  return FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, str(index))
+
+
+def _single_run(index, variant, settings):
   config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
+  profile_dir = _profile_dir(index)
   result = benchmark.run(settings, peak_flops=FLAGS.peak_flops,
                          count_flops=FLAGS.count_flops,
-                         profile_dir=FLAGS.profile_dir)
+                         profile_dir=profile_dir)
   result["variant"] = ";".join(variant)
-  if FLAGS.profile_dir:
-    result["op_time"] = benchmark.op_time_breakdown(FLAGS.profile_dir)
+  if profile_dir:
+    result["op_time"] = benchmark.op_time_breakdown(profile_dir)
   with open(FLAGS.single_run_output, "w") as f:
     json.dump(result, f)
-
-
-def _flags_for(variant, settings, output, index):
-  args = [f"--gin_file={f}" for f in FLAGS.gin_file]
-  args += [f"--gin_bindings={b}" for b in FLAGS.gin_bindings]
-  args.append(f"--variant={';'.join(variant)}")
-  args += [f"--strategy={FLAGS.strategy}",
-           f"--jit_compile={str(settings.jit_compile).lower()}",
-           f"--mixed_precision={str(settings.mixed_precision).lower()}",
-           f"--per_replica_batch={settings.per_replica_batch}",
-           f"--d_steps={settings.d_steps or 'config'}",
-           f"--steps_per_loop={FLAGS.steps_per_loop}",
-           f"--loops={FLAGS.loops}", f"--warmup_loops={FLAGS.warmup_loops}",
-           f"--data={FLAGS.data}", f"--single_run_output={output}",
-           f"--count_flops={str(FLAGS.count_flops).lower()}"]
-  if FLAGS.tpu:
-    args.append(f"--tpu={FLAGS.tpu}")
-  if FLAGS.peak_flops:
-    args.append(f"--peak_flops={FLAGS.peak_flops}")
-  if FLAGS.profile_dir:
-    args.append(f"--profile_dir={os.path.join(FLAGS.profile_dir, str(index))}")
-  return args
 
 
 def main(argv):
@@ -146,9 +131,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   variants = list(_settings())
   if FLAGS.single_run_output:
-    if len(variants) != 1:
-      raise app.UsageError("--single_run_output runs one configuration.")
-    _single_run(*variants[0])
+    _single_run(FLAGS.single_run_index, *variants[FLAGS.single_run_index])
     return
   # Fail on a bad config here, before starting any subprocess.
   for variant in _variants():
@@ -158,8 +141,11 @@ def main(argv):
     for i, (variant, settings) in enumerate(variants):
       output = os.path.join(tmp, f"{i}.json")
       print(f"[{i + 1}/{len(variants)}] {variant} {settings}", flush=True)
+      # The child gets this command's flags and picks combination i.
       subprocess.run([sys.executable, os.path.abspath(__file__)]
-                     + _flags_for(variant, settings, output, i), check=True)
+                     + sys.argv[1:] + [f"--single_run_index={i}",
+                                       f"--single_run_output={output}"],
+                     check=True)
       with open(output) as f:
         results.append(json.load(f))
   print()
@@ -167,7 +153,7 @@ def main(argv):
   print(benchmark.format_table(results))
   for i, result in enumerate(results):
     if "op_time" in result:
-      print(f"\n[{i + 1}] profile in {os.path.join(FLAGS.profile_dir, str(i))}"
+      print(f"\n[{i + 1}] profile in {_profile_dir(i)}"
             f"\n{benchmark.format_breakdown(result['op_time'])}")
   with open(FLAGS.output, "w") as f:
     json.dump(results, f, indent=2, sort_keys=True)
