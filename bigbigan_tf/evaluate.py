@@ -288,7 +288,8 @@ def evaluate_model(model: model_lib.BigBiGAN,
     train_split, test_split: probe training and held-out splits.
     probe_steps: linear-probe steps (zero-initialised, lr 0.01, EMA).
     knn_k: neighbours for the kNN accuracy (cosine).
-    random_encoder_baseline: also probe a freshly initialised encoder.
+    random_encoder_baseline: also probe a freshly initialised encoder (its
+      initial weights depend on `seed` alone).
     pixel_classifier: maps a batch of images [B, h, w, 3] in [-1, 1] to
       logits; default a linear probe on the training split's pixels
       (pooled to D's resolution).
@@ -298,7 +299,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
       `@classifier_extractor()` on any classifier SavedModel for a
       "domain FID"); None skips the sample-quality metrics.
     num_samples: generated samples for FID/IS/KID (50K in the paper).
-    seed: seed of the prior samples.
+    seed: seed of the prior samples and of the random encoder's weights.
     feature_dir: local directory for streamed evaluation (see above); None
       evaluates in memory.
     feature_dtype: storage dtype of the features in feature_dir: "float32"
@@ -353,7 +354,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
       train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
   if random_encoder_baseline and hasattr(model.encoder,
                                          "constructor_arguments"):
-    fresh = common.clone(model.encoder)
+    fresh = common.clone(model.encoder, seed=seed)
     results.update(_probe_results(*splits.features(fresh, "random_encoder"),
                                   probe_steps, "random_encoder_"))
 

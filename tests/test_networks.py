@@ -1,5 +1,7 @@
 """Tests of G, E, D and P_z: shapes, modes, gin, XLA, parameter counts."""
 
+import random
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -287,3 +289,21 @@ def test_resnet101_has_33_units_and_widths_scale_channels():
   assert wide(tf.zeros([1, 32, 32, 3]))["avepool_feat"].shape == (1, 2 * 4 * 4 * 2)
   with pytest.raises(ValueError, match="depth"):
     networks.Encoder(resolution=32, architecture="revnet", depth=101)
+
+
+def test_seeded_clone_depends_on_the_seed_alone():
+  enc = networks.Encoder(resolution=32, base_channels=4,
+                         units_per_stage=(1, 1, 1), stem="small", z_dim=8,
+                         latent_mode="deterministic", mlp_width=8,
+                         mlp_blocks=1)
+  same = lambda a, b: all(np.array_equal(v.numpy(), w.numpy())
+                          for v, w in zip(a.weights, b.weights))
+  first = common.clone(enc, seed=3)
+  random.seed(123)  # The caller's random state must not matter...
+  before = random.getstate()
+  second = common.clone(enc, seed=3)
+  assert random.getstate() == before  # ...nor change.
+  assert same(first, second)
+  assert not same(first, common.clone(enc, seed=4))
+  assert not same(first, common.clone(enc))
+  assert not same(first, enc)

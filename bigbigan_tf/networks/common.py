@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+import random
+from typing import Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -65,6 +66,19 @@ def arguments_of(local_variables: dict) -> dict:
           if k not in ("self", "__class__")}
 
 
-def clone(model):
-  """A freshly initialised model of the same class and arguments."""
-  return type(model)(**model.constructor_arguments)
+def clone(model, seed: Optional[int] = None):
+  """A freshly initialised model of the same class and arguments.
+
+  With `seed`, the initial weights depend on it alone: Keras 3 draws an
+  unseeded initializer's seed from Python's `random` module when the
+  initializer is made, so that module is seeded while the model is built
+  and its state restored afterwards (no effect on the caller's randomness).
+  """
+  if seed is None:
+    return type(model)(**model.constructor_arguments)
+  state = random.getstate()
+  random.seed(seed)
+  try:
+    return type(model)(**model.constructor_arguments)
+  finally:
+    random.setstate(state)
