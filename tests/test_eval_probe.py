@@ -171,3 +171,23 @@ def test_gin_bindings_configure_the_probe_and_knn():
       probe.knn_accuracy(*data)
   finally:
     gin.clear_config()
+
+
+def test_repeated_probes_trace_once_and_start_from_scratch():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(200, 6)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int64)
+  kwargs = dict(num_steps=50, batch_size=16, steps_per_loop=20,
+                num_classes=2)
+  first = probe.linear_probe(x, y, x, y, seed=1, **kwargs)
+  program = next(reversed(probe._PROGRAMS.values()))
+  traces = (program.train_loop.experimental_get_tracing_count(),
+            program.draw_indices.experimental_get_tracing_count())
+  other = probe.linear_probe(x, y, x, y, seed=2, **kwargs)
+  again = probe.linear_probe(x, y, x, y, seed=1, **kwargs)
+  assert next(reversed(probe._PROGRAMS.values())) is program
+  assert (program.train_loop.experimental_get_tracing_count(),
+          program.draw_indices.experimental_get_tracing_count()) == traces
+  np.testing.assert_array_equal(first.weights, again.weights)
+  assert first.final_loss == again.final_loss
+  assert not np.array_equal(first.weights, other.weights)

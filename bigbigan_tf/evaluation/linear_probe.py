@@ -28,6 +28,7 @@ of a source at once; labels ([N] integers) are held in memory. In-memory
 arrays and memmaps go through the same code, so they give the same figures.
 """
 
+import collections
 import dataclasses
 from typing import Callable, Optional, Protocol, Tuple, Union
 
@@ -267,6 +268,112 @@ def _gather_rows(features: Features, indices: np.ndarray,
   return rows, positions.reshape(indices.shape).astype(np.int32)
 
 
+class _ProbeProgram:
+  """The probe's variables and compiled functions for one configuration.
+
+  Built once per configuration (see `_probe_program`) and reset to zero
+  weights, optimiser and EMA state and a freshly seeded sampler before each
+  run, so repeated probes (the encoder, the random encoder, every
+  evaluation during training) trace their functions once.
+  """
+
+  def __init__(self, dim: int, num_classes: int, num_examples: int,
+               batch_size: int, optimizer: str, learning_rate: float,
+               momentum: float, ema_decay: float, ema_warmup: bool,
+               weight_decay: float):
+    weights = tf.Variable(tf.zeros((dim, num_classes)))
+    bias = tf.Variable(tf.zeros((num_classes,)))
+    params = (weights, bias)
+    ema_params = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
+    first_moments = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
+    second_moments = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
+    step = tf.Variable(0, dtype=tf.int64)
+    sampler = tf.random.Generator.from_seed(0)
+    self.ema_params = ema_params
+    self._sampler = sampler
+    self._state = params + ema_params + first_moments + second_moments + (
+        step,)
+
+    def train_step(batch_features: tf.Tensor,
+                   batch_labels: tf.Tensor) -> tf.Tensor:
+      with tf.GradientTape() as tape:
+        logits = tf.matmul(batch_features, weights) + bias
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            batch_labels, logits))
+        if weight_decay:
+          loss += 0.5 * weight_decay * tf.reduce_sum(tf.square(weights))
+      gradients = tape.gradient(loss, params)
+      step.assign_add(1)
+      t = tf.cast(step, tf.float32)
+      for param, grad, m1, m2 in zip(params, gradients, first_moments,
+                                     second_moments):
+        if optimizer == "momentum":
+          m1.assign(momentum * m1 + grad)
+          param.assign_sub(learning_rate * m1)
+        else:
+          m1.assign(_ADAM_BETA1 * m1 + (1.0 - _ADAM_BETA1) * grad)
+          m2.assign(_ADAM_BETA2 * m2 + (1.0 - _ADAM_BETA2) * tf.square(grad))
+          m1_hat = m1 / (1.0 - tf.pow(_ADAM_BETA1, t))
+          m2_hat = m2 / (1.0 - tf.pow(_ADAM_BETA2, t))
+          param.assign_sub(
+              learning_rate * m1_hat / (tf.sqrt(m2_hat) + _ADAM_EPSILON))
+      decay = tf.constant(ema_decay, tf.float32)
+      if ema_warmup:
+        decay = tf.minimum(decay, (1.0 + t) / (10.0 + t))
+      for ema_param, param in zip(ema_params, params):
+        ema_param.assign(decay * ema_param + (1.0 - decay) * param)
+      return loss
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def draw_indices(num: tf.Tensor) -> tf.Tensor:
+      """[num, batch_size] row indices, one draw of the sampler per step."""
+      draws = tf.TensorArray(tf.int64, size=num)
+      for i in tf.range(num):
+        draws = draws.write(
+            i, sampler.uniform((batch_size,), 0, num_examples, dtype=tf.int64))
+      return draws.stack()
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, dim], tf.float32),
+        tf.TensorSpec([None, batch_size], tf.int32),
+        tf.TensorSpec([None, batch_size], tf.int32)])
+    def train_loop(block_rows: tf.Tensor, block_positions: tf.Tensor,
+                   block_labels: tf.Tensor) -> tf.Tensor:
+      """Steps over minibatches given as positions in block_rows."""
+      loss = tf.constant(np.nan, tf.float32)
+      for i in tf.range(tf.shape(block_labels)[0]):
+        loss = train_step(tf.gather(block_rows, block_positions[i]),
+                          block_labels[i])
+      return loss
+
+    self.draw_indices = draw_indices
+    self.train_loop = train_loop
+
+  def reset(self, seed: int) -> None:
+    """Zero weights, optimiser and EMA state and step; sampler from seed."""
+    for variable in self._state:
+      variable.assign(tf.zeros_like(variable))
+    self._sampler.reset_from_seed(seed)
+
+
+# Most recently used probe programs, keyed by configuration and strategy.
+_PROGRAMS: "collections.OrderedDict[tuple, _ProbeProgram]" = (
+    collections.OrderedDict())
+_MAX_PROGRAMS = 8
+
+
+def _probe_program(*config) -> _ProbeProgram:
+  """The cached `_ProbeProgram` of a configuration (built if new)."""
+  key = (tf.distribute.get_strategy(),) + tuple(config)
+  program = _PROGRAMS.pop(key, None)
+  if program is None:
+    program = _ProbeProgram(*config)
+  _PROGRAMS[key] = program
+  while len(_PROGRAMS) > _MAX_PROGRAMS:
+    _PROGRAMS.popitem(last=False)
+  return program
+
+
 @gin.configurable("linear_probe")
 def linear_probe(train_features: Features,
                  train_labels: np.ndarray,
@@ -362,66 +469,12 @@ def linear_probe(train_features: Features,
     transform = np.asarray
   as_float32 = lambda rows: np.asarray(transform(rows), np.float32)
 
-  weights = tf.Variable(tf.zeros((dim, num_classes)))
-  bias = tf.Variable(tf.zeros((num_classes,)))
-  params = (weights, bias)
-  ema_params = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
-  first_moments = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
-  second_moments = tuple(tf.Variable(tf.zeros_like(p)) for p in params)
-  step = tf.Variable(0, dtype=tf.int64)
-  sampler = tf.random.Generator.from_seed(seed)
-
-  def train_step(batch_features: tf.Tensor,
-                 batch_labels: tf.Tensor) -> tf.Tensor:
-    with tf.GradientTape() as tape:
-      logits = tf.matmul(batch_features, weights) + bias
-      loss = tf.reduce_mean(
-          tf.nn.sparse_softmax_cross_entropy_with_logits(batch_labels, logits))
-      if weight_decay:
-        loss += 0.5 * weight_decay * tf.reduce_sum(tf.square(weights))
-    gradients = tape.gradient(loss, params)
-    step.assign_add(1)
-    t = tf.cast(step, tf.float32)
-    for param, grad, m1, m2 in zip(params, gradients, first_moments,
-                                   second_moments):
-      if optimizer == "momentum":
-        m1.assign(momentum * m1 + grad)
-        param.assign_sub(learning_rate * m1)
-      else:
-        m1.assign(_ADAM_BETA1 * m1 + (1.0 - _ADAM_BETA1) * grad)
-        m2.assign(_ADAM_BETA2 * m2 + (1.0 - _ADAM_BETA2) * tf.square(grad))
-        m1_hat = m1 / (1.0 - tf.pow(_ADAM_BETA1, t))
-        m2_hat = m2 / (1.0 - tf.pow(_ADAM_BETA2, t))
-        param.assign_sub(
-            learning_rate * m1_hat / (tf.sqrt(m2_hat) + _ADAM_EPSILON))
-    decay = tf.constant(ema_decay, tf.float32)
-    if ema_warmup:
-      decay = tf.minimum(decay, (1.0 + t) / (10.0 + t))
-    for ema_param, param in zip(ema_params, params):
-      ema_param.assign(decay * ema_param + (1.0 - decay) * param)
-    return loss
-
-  @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
-  def draw_indices(num: tf.Tensor) -> tf.Tensor:
-    """[num, batch_size] row indices, one draw of the sampler per step."""
-    draws = tf.TensorArray(tf.int64, size=num)
-    for i in tf.range(num):
-      draws = draws.write(
-          i, sampler.uniform((batch_size,), 0, num_examples, dtype=tf.int64))
-    return draws.stack()
-
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, dim], tf.float32),
-      tf.TensorSpec([None, batch_size], tf.int32),
-      tf.TensorSpec([None, batch_size], tf.int32)])
-  def train_loop(block_rows: tf.Tensor, block_positions: tf.Tensor,
-                 block_labels: tf.Tensor) -> tf.Tensor:
-    """Steps over minibatches given as positions in block_rows."""
-    loss = tf.constant(np.nan, tf.float32)
-    for i in tf.range(tf.shape(block_labels)[0]):
-      loss = train_step(tf.gather(block_rows, block_positions[i]),
-                        block_labels[i])
-    return loss
+  program = _probe_program(dim, num_classes, num_examples, batch_size,
+                           optimizer, learning_rate, momentum, ema_decay,
+                           ema_warmup, weight_decay)
+  program.reset(seed)
+  draw_indices, train_loop = program.draw_indices, program.train_loop
+  ema_params = program.ema_params
 
   # A compiled loop reads at most rows_per_chunk distinct rows.
   steps_per_call = steps_per_loop if num_examples <= rows_per_chunk else max(
