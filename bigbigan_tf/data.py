@@ -460,6 +460,11 @@ def _tfds_source(builder: tfds.core.DatasetBuilder, split: str, *,
   shard_files = num_pipelines > 1 and num_files >= num_pipelines
   read_config = tfds.ReadConfig(
       shuffle_seed=seed,
+      # tfds caches small datasets in memory; that pays off only for the
+      # repeated training input, and one-pass readers that stop early (the
+      # image grids' fixed batch) would discard a partial cache with a
+      # warning.
+      try_autocache=training,
       input_context=input_context if shard_files else None)
   records = builder.as_dataset(
       split=split,

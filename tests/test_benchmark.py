@@ -163,6 +163,28 @@ def test_tool_runs_each_variant_and_writes_json(tmp_path):
     assert word in process.stdout
 
 
+def test_tool_keeps_other_results_when_one_variant_fails(tmp_path):
+  # generator.resolution=16 parses but the generator rejects it when built.
+  output = tmp_path / "bench.json"
+  process = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
+       f"--gin_file={SMOKE}", "--variant=generator.resolution=16",
+       "--variant=", "--per_replica_batch=2", "--d_steps=1",
+       "--steps_per_loop=1", "--loops=1", "--warmup_loops=0",
+       "--peak_flops=1e12", "--count_flops=false", f"--output={output}"],
+      capture_output=True, text=True, check=False, cwd=REPO)
+  assert process.returncode != 0
+  assert "1 of 2 benchmark runs failed" in process.stderr
+  assert "FAILED: ValueError: Generator resolution must be one of" in (
+      process.stdout)
+  failed, finished = json.loads(output.read_text())
+  assert failed["variant"] == "generator.resolution=16"
+  assert "Generator resolution" in failed["error"]
+  assert failed["per_replica_batch"] == 2
+  assert "error" not in finished and finished["step_time_s"] > 0
+  assert "(as configured)" in process.stdout
+
+
 def test_tool_rejects_bad_flag_values(tmp_path):
   process = subprocess.run(
       [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),

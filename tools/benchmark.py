@@ -11,6 +11,7 @@ gin-bound dataset). The gin config's training schedule is not used; only its
 networks and trainer settings.
 """
 
+import dataclasses
 import itertools
 import json
 import os
@@ -114,16 +115,23 @@ def _profile_dir(index):
 
 
 def _single_run(index, variant, settings):
-  config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
-  profile_dir = _profile_dir(index)
-  result = benchmark.run(settings, peak_flops=FLAGS.peak_flops,
-                         count_flops=FLAGS.count_flops,
-                         profile_dir=profile_dir)
+  """Runs one combination; a failure is written as the result's `error`."""
+  try:
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
+    profile_dir = _profile_dir(index)
+    result = benchmark.run(settings, peak_flops=FLAGS.peak_flops,
+                           count_flops=FLAGS.count_flops,
+                           profile_dir=profile_dir)
+    if profile_dir:
+      result["op_time"] = benchmark.op_time_breakdown(profile_dir)
+  except Exception as e:  # Reported by the parent; the other runs go on.
+    result = dict(dataclasses.asdict(settings),
+                  error=f"{type(e).__name__}: {e}")
   result["variant"] = ";".join(variant)
-  if profile_dir:
-    result["op_time"] = benchmark.op_time_breakdown(profile_dir)
   with open(FLAGS.single_run_output, "w") as f:
     json.dump(result, f)
+  if "error" in result:
+    raise SystemExit(1)
 
 
 def main(argv):
@@ -142,22 +150,38 @@ def main(argv):
       output = os.path.join(tmp, f"{i}.json")
       print(f"[{i + 1}/{len(variants)}] {variant} {settings}", flush=True)
       # The child gets this command's flags and picks combination i.
-      subprocess.run([sys.executable, os.path.abspath(__file__)]
-                     + sys.argv[1:] + [f"--single_run_index={i}",
-                                       f"--single_run_output={output}"],
-                     check=True)
-      with open(output) as f:
-        results.append(json.load(f))
+      process = subprocess.run(
+          [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+          + [f"--single_run_index={i}", f"--single_run_output={output}"],
+          check=False)
+      if os.path.exists(output):
+        with open(output) as f:
+          results.append(json.load(f))
+      else:  # The child died before writing (a crash, out of memory, ...).
+        results.append(dict(
+            dataclasses.asdict(settings), variant=";".join(variant),
+            error=f"the benchmark process exited with status "
+                  f"{process.returncode} (its output is above)"))
+  failures = [(i, r) for i, r in enumerate(results) if "error" in r]
+  finished = [r for r in results if "error" not in r]
   print()
-  print(f"{' + '.join(FLAGS.gin_file)}  |  {results[0]['machine']}")
-  print(benchmark.format_table(results))
+  if finished:
+    print(f"{' + '.join(FLAGS.gin_file)}  |  {finished[0]['machine']}")
+    print(benchmark.format_table(finished))
   for i, result in enumerate(results):
     if "op_time" in result:
       print(f"\n[{i + 1}] profile in {_profile_dir(i)}"
             f"\n{benchmark.format_breakdown(result['op_time'])}")
+  for i, result in failures:
+    print(f"\n[{i + 1}] {result['variant'] or '(as configured)'} FAILED: "
+          f"{result['error']}")
   with open(FLAGS.output, "w") as f:
     json.dump(results, f, indent=2, sort_keys=True)
   print(f"Wrote {os.path.abspath(FLAGS.output)}")
+  if failures:
+    raise SystemExit(f"{len(failures)} of {len(results)} benchmark runs "
+                     f"failed (listed above; results of the others are in "
+                     f"{FLAGS.output}).")
 
 
 if __name__ == "__main__":
