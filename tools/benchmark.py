@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 
 from absl import app
 from absl import flags
@@ -114,6 +115,12 @@ def _profile_dir(index):
   return FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, str(index))
 
 
+def _failed_result(variant, settings, error: str) -> dict:
+  """The JSON entry of a combination that did not finish."""
+  return dict(dataclasses.asdict(settings), variant=";".join(variant),
+              error=error)
+
+
 def _single_run(index, variant, settings):
   """Runs one combination; a failure is written as the result's `error`."""
   try:
@@ -125,8 +132,8 @@ def _single_run(index, variant, settings):
     if profile_dir:
       result["op_time"] = benchmark.op_time_breakdown(profile_dir)
   except Exception as e:  # Reported by the parent; the other runs go on.
-    result = dict(dataclasses.asdict(settings),
-                  error=f"{type(e).__name__}: {e}")
+    traceback.print_exc()
+    result = _failed_result(variant, settings, f"{type(e).__name__}: {e}")
   result["variant"] = ";".join(variant)
   with open(FLAGS.single_run_output, "w") as f:
     json.dump(result, f)
@@ -158,10 +165,9 @@ def main(argv):
         with open(output) as f:
           results.append(json.load(f))
       else:  # The child died before writing (a crash, out of memory, ...).
-        results.append(dict(
-            dataclasses.asdict(settings), variant=";".join(variant),
-            error=f"the benchmark process exited with status "
-                  f"{process.returncode} (its output is above)"))
+        results.append(_failed_result(
+            variant, settings, f"the benchmark process exited with status "
+            f"{process.returncode} (its output is above)"))
   failures = [(i, r) for i, r in enumerate(results) if "error" in r]
   finished = [r for r in results if "error" not in r]
   print()
