@@ -8,7 +8,10 @@ as given, e.g. EMA weights with standing statistics):
     class (the classifier: a linear probe on raw pixels of the training split,
     or any callable the caller passes);
   * the same linear probe on a randomly initialised encoder of the same
-    architecture (the baseline a learned encoder must beat).
+    architecture (the baseline a learned encoder must beat);
+  * joint pairing scores (`joint_pairing_scores`): whether D's joint score
+    s_xz tells a matched (x, z) pair from the same x with another example's
+    z (0.5: J ignores the pairing, so E gets no signal to invert G).
 `evaluate_model_dir(model_dir)` restores the EMA model of a training run,
 evaluates it and writes eval.json and TensorBoard summaries into model_dir.
 
@@ -75,6 +78,23 @@ class ExportedBigBiGAN:
     self.encoder_resolution = int(x_spec.shape[1])
     self.z_dim = int(z_spec.shape[1])
     self.resolution = int(self._generate.structured_outputs["default"].shape[1])
+    self._discriminate = signatures.get("discriminate")
+
+  @property
+  def scores_pairs(self) -> bool:
+    """Whether the module has D's joint score s_xz."""
+    return (self._discriminate is not None and
+            common.SCORE_XZ in self._discriminate.structured_outputs)
+
+  def discriminate(self, x, z, training=None):
+    del training
+    if self._discriminate is None:
+      raise ValueError("This module has no 'discriminate' signature.")
+    # The image input is the rank-4 one, the latent the rank-2 one.
+    inputs = {name: (x if spec.shape.rank == 4 else z) for name, spec in
+              self._discriminate.structured_input_signature[1].items()}
+    return self._discriminate(**{name: tf.convert_to_tensor(value)
+                                 for name, value in inputs.items()})
 
   def encoder(self, x, training=None):
     del training  # The module is inference-only.
@@ -144,6 +164,83 @@ def _reconstruction_scores(model, pixel_classifier: Callable,
                      "for the reconstruction score.")
   return {"reconstruction_same_class": same_class / count,
           "reconstruction_keeps_label": keeps_label / count}
+
+
+def _prior_samples(model, n: int, seed: int, start: int) -> tf.Tensor:
+  """n latents of the model's prior (standard normal for a Hub module)."""
+  if hasattr(model, "prior"):
+    return model.prior.sample(n, seed=tf.constant([seed, start], tf.int64))
+  return tf.random.stateless_normal([n, model.z_dim], [seed, start])
+
+
+def _pairing_wins(matched: np.ndarray, mismatched: np.ndarray) -> float:
+  """Examples whose matched score is the higher one; ties count half."""
+  return float(np.sum(matched > mismatched) +
+               0.5 * np.sum(matched == mismatched))
+
+
+def joint_pairing_scores(model, test_batches: Iterable,
+                         seed: int = 0) -> dict[str, float]:
+  """Whether D's joint score s_xz uses the pairing of x and z at all.
+
+  On real images x and on generated pairs (G(z), z), s_xz is compared with
+  the score of the same x paired with another example's latent (a fixed
+  permutation within each batch), so the marginals of x and z are unchanged
+  and only their pairing differs:
+
+    joint_pairing_encoder_pairs: fraction of x with
+      s_xz(x, E(x)) > s_xz(x, E(x')), i.e. the matched real pair looks more
+      real than a mismatched one.
+    joint_pairing_generator_pairs: fraction of z with
+      s_xz(G(z), z) < s_xz(G(z), z'), i.e. the matched generated pair looks
+      more fake.
+
+  Ties count half, so 0.5 means J ignores how x and z are paired (and E
+  gets no signal to invert G from it); a J that has learnt the relation of
+  real pairs scores above 0.5 on both. E's latent is its mean.
+
+  Args:
+    model: has encode (or encoder), generate, discriminate,
+      pool_for_discriminator and prior (or z_dim).
+    test_batches: iterable of (images, labels) at E's resolution.
+    seed: seed of the prior samples and the permutations.
+
+  Returns:
+    The two fractions, or {} when D has no joint score.
+  """
+  rng = np.random.RandomState(seed)
+  encoder_wins = generator_wins = count = 0.0
+  encode = model.encode if hasattr(model, "encode") else model.encoder
+  for images, _ in test_batches:
+    n = len(images)
+    if n < 2:
+      continue
+    # A permutation without fixed points: a random order, shifted by one.
+    order = rng.permutation(n)
+    other = np.empty(n, np.int64)
+    other[order] = np.roll(order, 1)
+    x = model.pool_for_discriminator(tf.constant(images))
+    z_hat = encode(images, training=False)[common.Z_MEAN]
+    scores = model.discriminate(x, z_hat, training=False)
+    if common.SCORE_XZ not in scores:
+      return {}
+    matched = np.asarray(scores[common.SCORE_XZ])
+    mismatched = np.asarray(model.discriminate(
+        x, tf.gather(z_hat, other), training=False)[common.SCORE_XZ])
+    encoder_wins += _pairing_wins(matched, mismatched)
+    z = _prior_samples(model, n, seed + 1, int(count))
+    x_gen = model.generate(z, training=False)
+    matched = np.asarray(model.discriminate(
+        x_gen, z, training=False)[common.SCORE_XZ])
+    mismatched = np.asarray(model.discriminate(
+        x_gen, tf.gather(z, other), training=False)[common.SCORE_XZ])
+    generator_wins += _pairing_wins(mismatched, matched)
+    count += n
+  if not count:
+    raise ValueError("The test split has no batch of two or more examples; "
+                     "expected some for the joint pairing scores.")
+  return {"joint_pairing_encoder_pairs": encoder_wins / count,
+          "joint_pairing_generator_pairs": generator_wins / count}
 
 
 def _pool_array(pool: Callable, images) -> np.ndarray:
@@ -368,6 +465,8 @@ def evaluate_model(model: model_lib.BigBiGAN,
     pixel_classifier = lambda x: flat(x) @ pixel_probe.weights + pixel_probe.bias
   results.update(_reconstruction_scores(model, pixel_classifier,
                                         splits.test_batches()))
+  if getattr(model, "scores_pairs", True):
+    results.update(joint_pairing_scores(model, splits.test_batches(), seed))
   if sample_feature_extractor is not None:
     results.update(sample_quality(model, sample_feature_extractor,
                                   splits.real_images(), num_samples, seed))
@@ -408,9 +507,7 @@ def sample_quality(model, extractor: Callable,
   fake_features, fake_logits = [], []
   for start in range(0, num_samples, batch_size):
     n = min(batch_size, num_samples - start)
-    z = model.prior.sample(n, seed=tf.constant([seed, start], tf.int64)) if (
-        hasattr(model, "prior")) else tf.random.stateless_normal(
-            [n, model.z_dim], [seed, start])
+    z = _prior_samples(model, n, seed, start)
     features, logits = extractor(model.generate(z, training=False).numpy())
     fake_features.append(features)
     if logits is not None:

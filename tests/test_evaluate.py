@@ -15,6 +15,7 @@ from bigbigan_tf import evaluate
 from bigbigan_tf import export
 from bigbigan_tf import training
 from bigbigan_tf.evaluation import feature_extractors
+from bigbigan_tf.networks import common
 
 
 EVAL_BINDINGS = ["evaluation.probe_steps = 200",
@@ -53,7 +54,8 @@ def test_checkpoint_and_exported_module_give_the_same_figures(
   results = evaluate.evaluate_model_dir(trained_dir, None, (), EVAL_BINDINGS)
   assert json.load(open(os.path.join(trained_dir, "eval.json"))) == results
   for key in ("linear_probe_avepool_top1", "linear_probe_bn_crelu_top5",
-              "knn5_top1", "reconstruction_same_class"):
+              "knn5_top1", "reconstruction_same_class",
+              "joint_pairing_encoder_pairs", "joint_pairing_generator_pairs"):
     assert 0.0 <= results[key] <= 1.0, key
   # The probe learns something from a 2-step encoder's features.
   assert results["linear_probe_bn_crelu_top1"] > 0.2
@@ -114,3 +116,55 @@ def test_model_dir_without_checkpoint_is_refused(tmp_path, trained_dir):
       open(os.path.join(trained_dir, "config.gin")).read())
   with pytest.raises(ValueError, match="No checkpoint"):
     evaluate.evaluate_model_dir(str(empty))
+
+
+class _PairingModel:
+  """A stand-in BigBiGAN on 4x4 images: E(x) and G(z) are exact inverses
+  (mean colour <-> z); s_xz either rewards matched pairs or ignores z."""
+
+  z_dim = 3
+
+  def __init__(self, joint_uses_z: bool = True, has_joint: bool = True):
+    self.joint_uses_z = joint_uses_z
+    self.has_joint = has_joint
+
+  def encode(self, x, training=None):
+    return {common.Z_MEAN: tf.reduce_mean(tf.constant(x, tf.float32), [1, 2])}
+
+  def generate(self, z, training=None):
+    return tf.tile(tf.convert_to_tensor(z)[:, None, None, :], [1, 4, 4, 1])
+
+  def pool_for_discriminator(self, x):
+    return x
+
+  def discriminate(self, x, z, training=None):
+    if not self.has_joint:
+      return {common.SCORE_X: tf.reduce_sum(x, [1, 2, 3])}
+    mean = tf.reduce_mean(x, [1, 2])
+    if self.joint_uses_z:  # Higher ("realer") when z = mean colour of x.
+      return {common.SCORE_XZ: -tf.reduce_sum(tf.square(mean - z), -1)}
+    return {common.SCORE_XZ: tf.reduce_sum(mean, -1)}
+
+
+def _pairing_batches(sizes=(6, 4)):
+  rng = np.random.RandomState(0)
+  return [(rng.normal(size=(n, 4, 4, 3)).astype(np.float32), np.zeros(n))
+          for n in sizes]
+
+
+def test_joint_pairing_scores_tell_whether_j_uses_the_pairing():
+  # J prefers matched pairs: every real pair beats its mismatched version,
+  # and every matched generated pair also looks realer (wrong for D).
+  uses = evaluate.joint_pairing_scores(_PairingModel(), _pairing_batches())
+  assert uses == {"joint_pairing_encoder_pairs": 1.0,
+                  "joint_pairing_generator_pairs": 0.0}
+  # J ignores z: matched and mismatched pairs tie, 0.5 each.
+  ignores = evaluate.joint_pairing_scores(_PairingModel(joint_uses_z=False),
+                                          _pairing_batches())
+  assert ignores == {"joint_pairing_encoder_pairs": 0.5,
+                     "joint_pairing_generator_pairs": 0.5}
+  # No joint score: no figures.
+  assert evaluate.joint_pairing_scores(_PairingModel(has_joint=False),
+                                       _pairing_batches()) == {}
+  with pytest.raises(ValueError, match="two or more examples"):
+    evaluate.joint_pairing_scores(_PairingModel(), _pairing_batches((1, 1)))
