@@ -11,7 +11,8 @@ as given, e.g. EMA weights with standing statistics):
     architecture (the baseline a learned encoder must beat);
   * joint pairing scores (`joint_pairing_scores`): whether D's joint score
     s_xz tells a matched (x, z) pair from the same x with another example's
-    z (0.5: J ignores the pairing, so E gets no signal to invert G).
+    z (0.5: s_xz does not depend on the pairing, so E gets no signal from it
+    to invert G).
 `evaluate_model_dir(model_dir)` restores the EMA model of a training run,
 evaluates it and writes eval.json and TensorBoard summaries into model_dir.
 
@@ -81,7 +82,7 @@ class ExportedBigBiGAN:
     self._discriminate = signatures.get("discriminate")
 
   @property
-  def scores_pairs(self) -> bool:
+  def has_joint_score(self) -> bool:
     """Whether the module has D's joint score s_xz."""
     return (self._discriminate is not None and
             common.SCORE_XZ in self._discriminate.structured_outputs)
@@ -195,9 +196,10 @@ def joint_pairing_scores(model, test_batches: Iterable,
       s_xz(G(z), z) < s_xz(G(z), z'), i.e. the matched generated pair looks
       more fake.
 
-  Ties count half, so 0.5 means J ignores how x and z are paired (and E
-  gets no signal to invert G from it); a J that has learnt the relation of
-  real pairs scores above 0.5 on both. E's latent is its mean.
+  Ties count half, so 0.5 on both means s_xz does not depend on how x and
+  z are paired (J ignores the pairing and E gets no signal from it to
+  invert G); a J that uses the pairing moves either fraction away from 0.5.
+  E's latent is its mean.
 
   Args:
     model: has encode (or encoder), generate, discriminate,
@@ -465,7 +467,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
     pixel_classifier = lambda x: flat(x) @ pixel_probe.weights + pixel_probe.bias
   results.update(_reconstruction_scores(model, pixel_classifier,
                                         splits.test_batches()))
-  if getattr(model, "scores_pairs", True):
+  if getattr(model, "has_joint_score", True):
     results.update(joint_pairing_scores(model, splits.test_batches(), seed))
   if sample_feature_extractor is not None:
     results.update(sample_quality(model, sample_feature_extractor,
