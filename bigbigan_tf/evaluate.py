@@ -202,8 +202,8 @@ def joint_pairing_scores(model, test_batches: Iterable,
   E's latent is its mean.
 
   Args:
-    model: has encode (or encoder), generate, discriminate,
-      pool_for_discriminator and prior (or z_dim).
+    model: has encoder, generate, discriminate, pool_for_discriminator
+      and prior (or z_dim), as evaluate_model's model.
     test_batches: iterable of (images, labels) at E's resolution.
     seed: seed of the prior samples and the permutations.
 
@@ -211,8 +211,8 @@ def joint_pairing_scores(model, test_batches: Iterable,
     The two fractions, or {} when D has no joint score.
   """
   rng = np.random.RandomState(seed)
-  encoder_wins = generator_wins = count = 0.0
-  encode = model.encode if hasattr(model, "encode") else model.encoder
+  encoder_wins = generator_wins = 0.0
+  count = 0
   for images, _ in test_batches:
     n = len(images)
     if n < 2:
@@ -222,7 +222,7 @@ def joint_pairing_scores(model, test_batches: Iterable,
     other = np.empty(n, np.int64)
     other[order] = np.roll(order, 1)
     x = model.pool_for_discriminator(tf.constant(images))
-    z_hat = encode(images, training=False)[common.Z_MEAN]
+    z_hat = model.encoder(images, training=False)[common.Z_MEAN]
     scores = model.discriminate(x, z_hat, training=False)
     if common.SCORE_XZ not in scores:
       return {}
@@ -230,7 +230,7 @@ def joint_pairing_scores(model, test_batches: Iterable,
     mismatched = np.asarray(model.discriminate(
         x, tf.gather(z_hat, other), training=False)[common.SCORE_XZ])
     encoder_wins += _pairing_wins(matched, mismatched)
-    z = _prior_samples(model, n, seed + 1, int(count))
+    z = _prior_samples(model, n, seed + 1, count)
     x_gen = model.generate(z, training=False)
     matched = np.asarray(model.discriminate(
         x_gen, z, training=False)[common.SCORE_XZ])

@@ -128,7 +128,7 @@ class _PairingModel:
     self.joint_uses_z = joint_uses_z
     self.has_joint = has_joint
 
-  def encode(self, x, training=None):
+  def encoder(self, x, training=None):
     return {common.Z_MEAN: tf.reduce_mean(tf.constant(x, tf.float32), [1, 2])}
 
   def generate(self, z, training=None):
