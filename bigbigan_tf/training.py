@@ -44,6 +44,7 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
 ARCHITECTURE_FILE = "architecture.json"
+LEARNING_RATE_DECAYS = ("constant", "linear")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,6 +70,10 @@ class Trainer:
     ema_decay: decay of the EMA copies of G and E (0.9999).
     ema_start_step: before this step the EMA copies track the weights
       exactly (decay 0), so short runs have meaningful EMA weights.
+    learning_rate_decay: "constant" (the paper) or "linear": every rate
+      stays at its configured value until `decay_start_step`, then falls
+      linearly to zero at `decay_end_step` (and stays there).
+    decay_start_step, decay_end_step: the linear decay's range.
     jit_compile: XLA-compile the per-replica step (always on TPU).
     seed: base of every stateless latent seed.
   """
@@ -85,6 +90,9 @@ class Trainer:
                beta2: float = 0.999,
                ema_decay: float = 0.9999,
                ema_start_step: int = 0,
+               learning_rate_decay: str = "constant",
+               decay_start_step: int = 0,
+               decay_end_step: int = 0,
                jit_compile: bool = False,
                seed: int = 0):
     replicas = strategy.num_replicas_in_sync
@@ -93,6 +101,16 @@ class Trainer:
                        f"evenly across {replicas} replicas.")
     if d_steps < 1:
       raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    if learning_rate_decay not in LEARNING_RATE_DECAYS:
+      raise ValueError(
+          f"learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, got "
+          f"{learning_rate_decay!r}.")
+    if (learning_rate_decay == "linear"
+        and not 0 <= decay_start_step < decay_end_step):
+      raise ValueError(
+          "A linear learning-rate decay needs 0 <= decay_start_step < "
+          f"decay_end_step, got decay_start_step={decay_start_step}, "
+          f"decay_end_step={decay_end_step}.")
     self.model = model
     self.strategy = strategy
     self.global_batch_size = global_batch_size
@@ -101,6 +119,9 @@ class Trainer:
     self.learning_rates = {
         "generator": learning_rate, "discriminator": d_learning_rate,
         "encoder": learning_rate * encoder_lr_multiplier}
+    self.learning_rate_decay = learning_rate_decay
+    self.decay_start_step = decay_start_step
+    self.decay_end_step = decay_end_step
     self.ema_decay = ema_decay
     self.ema_start_step = ema_start_step
     self.jit_compile = jit_compile or distribute.is_tpu(strategy)
@@ -141,11 +162,28 @@ class Trainer:
     """The global step, read on the host."""
     return int(self.global_step.numpy())
 
-  def apply_configured_learning_rates(self) -> None:
-    """Sets the optimisers' rates from the config (after a restore, the
-    checkpoint's values would otherwise silently win)."""
+  def learning_rate_factor(self, step):
+    """The multiplier of every configured rate at `step` (a tensor)."""
+    step = tf.cast(step, tf.float32)
+    if self.learning_rate_decay == "constant":
+      return tf.ones_like(step)
+    start = float(self.decay_start_step)
+    end = float(self.decay_end_step)
+    return tf.clip_by_value((end - step) / (end - start), 0.0, 1.0)
+
+  def apply_configured_learning_rates(self, step=None) -> None:
+    """Sets the optimisers' rates from the config and the decay at `step`
+    (default: the global step). After a restore the checkpoint's values
+    would otherwise silently win; the train step calls it every step."""
+    factor = self.learning_rate_factor(
+        self.global_step if step is None else step)
     for role, optimizer in self.optimizers.items():
-      optimizer.learning_rate.assign(self.learning_rates[role])
+      optimizer.learning_rate.assign(self.learning_rates[role] * factor)
+
+  def current_learning_rates(self) -> dict[str, float]:
+    """The rates the optimisers use now, read on the host."""
+    return {role: float(optimizer.learning_rate.numpy())
+            for role, optimizer in self.optimizers.items()}
 
   def metric_keys(self) -> list[str]:
     """Names of the metrics one outer step returns."""
@@ -283,6 +321,7 @@ class Trainer:
   def _one_step(self, iterator):
     batches = tuple(next(iterator) for _ in range(self.d_steps + 1))
     step = self.global_step.read_value()
+    self.apply_configured_learning_rates(step)
     per_replica = self.strategy.run(self._replica_step, args=(batches, step))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
                                        axis=None)
@@ -533,9 +572,8 @@ def _write_scalars(writer, trainer: Trainer, metrics: dict, step: int) -> None:
   with writer.as_default(step=step):
     for key, value in metrics.items():
       tf.summary.scalar(key, value)
-    for role, rate in trainer.learning_rates.items():
-      if role in trainer.optimizers:
-        tf.summary.scalar(f"learning_rate/{role}", rate)
+    for role, rate in trainer.current_learning_rates().items():
+      tf.summary.scalar(f"learning_rate/{role}", rate)
 
 
 def _write_operative_config(writer, model_dir: str, step: int) -> None:

@@ -304,3 +304,50 @@ def test_mixed_bfloat16_step_is_finite():
     keras.mixed_precision.set_global_policy("float32")
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert trainer.model.generator.trainable_variables[0].dtype == tf.float32
+
+
+def test_linear_learning_rate_decay_follows_the_global_step():
+  bindings = ["trainer.d_steps = 1", "trainer.learning_rate = 1e-3",
+              "trainer.d_learning_rate = 4e-3",
+              "trainer.encoder_lr_multiplier = 10.0",
+              "trainer.learning_rate_decay = 'linear'",
+              "trainer.decay_start_step = 2", "trainer.decay_end_step = 6"]
+  trainer = _trainer(tf.distribute.get_strategy(), bindings=bindings)
+  factors = [float(trainer.learning_rate_factor(s)) for s in range(9)]
+  np.testing.assert_allclose(
+      factors, [1, 1, 1, 0.75, 0.5, 0.25, 0, 0, 0], atol=1e-7)
+  dataset = tf.distribute.get_strategy().distribute_datasets_from_function(
+      lambda ctx: training_worker.synthetic_dataset(8, ctx))
+  iterator = iter(dataset)
+  expected = {"generator": 1e-3, "discriminator": 4e-3, "encoder": 1e-2}
+  # Each step runs with the rate of the step it starts at: after steps 0-3
+  # the last one used factor(3) = 0.75; after steps 4-6, factor(6) = 0.
+  for steps, factor in ((4, 0.75), (3, 0.0)):
+    trainer.train_loop(iterator, tf.constant(steps))
+    rates = trainer.current_learning_rates()
+    assert rates.keys() == expected.keys()
+    for role, rate in expected.items():
+      np.testing.assert_allclose(rates[role], rate * factor, rtol=1e-6,
+                                 err_msg=role)
+  # At rate 0 the weights no longer move.
+  before = _weights(trainer)
+  trainer.train_loop(iterator, tf.constant(1))
+  after = _weights(trainer)
+  trainable = {f"{role}/{v.path}"
+               for role in ("generator", "encoder", "discriminator")
+               for v in trainer.model.networks()[role].trainable_variables}
+  assert trainable <= before.keys()
+  moved = [k for k in trainable if not np.array_equal(before[k], after[k])]
+  assert not moved, moved[:3]
+
+
+@pytest.mark.parametrize("bindings, match", [
+    (["trainer.learning_rate_decay = 'cosine'"],
+     "learning_rate_decay must be one of .*'constant', 'linear'.*'cosine'"),
+    (["trainer.learning_rate_decay = 'linear'",
+      "trainer.decay_start_step = 600", "trainer.decay_end_step = 600"],
+     "decay_start_step=600, decay_end_step=600"),
+])
+def test_bad_learning_rate_decay_is_a_clear_error(bindings, match):
+  with pytest.raises(ValueError, match=match):
+    _trainer(tf.distribute.get_strategy(), bindings=bindings)
