@@ -171,12 +171,11 @@ class Trainer:
     end = float(self.decay_end_step)
     return tf.clip_by_value((end - step) / (end - start), 0.0, 1.0)
 
-  def apply_configured_learning_rates(self, step=None) -> None:
-    """Sets the optimisers' rates from the config and the decay at `step`
-    (default: the global step). After a restore the checkpoint's values
-    would otherwise silently win; the train step calls it every step."""
-    factor = self.learning_rate_factor(
-        self.global_step if step is None else step)
+  def apply_configured_learning_rates(self, step) -> None:
+    """Sets the optimisers' rates from the config and the decay at `step`.
+    The train step calls it before every update, so the config, not rates
+    restored from a checkpoint, decides the rates a resumed run uses."""
+    factor = self.learning_rate_factor(step)
     for role, optimizer in self.optimizers.items():
       optimizer.learning_rate.assign(self.learning_rates[role] * factor)
 
@@ -487,7 +486,6 @@ def train(model_dir: str,
       raise ValueError(
           f"Cannot restore {manager.latest_checkpoint} into the current "
           f"config (a different architecture?): {error}") from error
-    trainer.apply_configured_learning_rates()
     logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
                  trainer.step())
 

@@ -351,3 +351,21 @@ def test_linear_learning_rate_decay_follows_the_global_step():
 def test_bad_learning_rate_decay_is_a_clear_error(bindings, match):
   with pytest.raises(ValueError, match=match):
     _trainer(tf.distribute.get_strategy(), bindings=bindings)
+
+
+def test_resumed_run_uses_the_configured_rates(tmp_path, data_dir):
+  """A resumed run takes its rates from the config (here changed between
+  the runs), not from the checkpoint it restores."""
+  model_dir = str(tmp_path / "run")
+  training_worker.train(model_dir, data_dir, 1, "trainer.learning_rate = 1e-3",
+                        "trainer.d_learning_rate = 1e-3")
+  training_worker.train(model_dir, data_dir, 2, "trainer.learning_rate = 2e-4",
+                        "trainer.d_learning_rate = 3e-4")
+  path, values = _checkpoint_values(model_dir)
+  assert path.endswith("ckpt-2")
+  rates = {name: float(value) for name, value in values.items()
+           if "learning_rate" in name}
+  assert len(rates) == 3, sorted(values)[:20]
+  for name, rate in rates.items():
+    expected = 3e-4 if "discriminator" in name else 2e-4
+    np.testing.assert_allclose(rate, expected, rtol=1e-6, err_msg=name)
