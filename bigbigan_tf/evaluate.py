@@ -9,6 +9,10 @@ as given, e.g. EMA weights with standing statistics):
     or any callable the caller passes);
   * the same linear probe on a randomly initialised encoder of the same
     architecture (the baseline a learned encoder must beat);
+  * the effective rank of E's AvePool features (`linear_probe.effective_rank`,
+    first 10,000 training examples), for E and for the random encoder: how
+    many directions the features spread over; an encoder whose features
+    collapse into a few directions scores far below its width;
   * joint pairing scores (`joint_pairing_scores`): whether D's joint score
     s_xz tells a matched (x, z) pair from the same x with another example's
     z (0.5: s_xz does not depend on the pairing, so E gets no signal from it
@@ -135,8 +139,10 @@ def encoder_features(encoder, images: np.ndarray,
 
 def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
                    prefix: str) -> dict:
-  """Linear probes of both feature types on (in-memory or stored) features."""
-  results = {}
+  """Linear probes of both feature types on (in-memory or stored) features,
+  and the effective rank of the training split's features."""
+  results = {f"{prefix}feature_effective_rank":
+             probe_lib.effective_rank(train_f)}
   for feature_type in ("avepool", "bn_crelu"):
     result = probe_lib.linear_probe(train_f, train_y, test_f, test_y,
                                     feature_type=feature_type,

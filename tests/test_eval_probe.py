@@ -191,3 +191,55 @@ def test_repeated_probes_trace_once_and_start_from_scratch():
   np.testing.assert_array_equal(first.weights, again.weights)
   assert first.final_loss == again.final_loss
   assert not np.array_equal(first.weights, other.weights)
+
+
+def test_effective_rank_counts_independent_directions():
+  rng = np.random.default_rng(0)
+  g = rng.normal(size=(20000, 3))
+  # Three independent directions, each appearing twice (a scaled copy, a
+  # negated copy, a shifted copy), and two constant (dead) dimensions.
+  features = np.concatenate(
+      [g, 2.0 * g[:, :1], -g[:, 1:2], g[:, 2:] + 1.0, np.zeros((20000, 1)),
+       np.full((20000, 1), 3.0)], axis=1).astype(np.float32)
+  assert probe.effective_rank(features, max_rows=None) == pytest.approx(
+      3.0, abs=0.01)
+  assert probe.effective_rank(g, max_rows=None) == pytest.approx(3.0, abs=0.01)
+  assert probe.effective_rank(np.ones((10, 4))) == 0.0
+
+
+def test_effective_rank_matches_a_numpy_reference():
+  rng = np.random.default_rng(1)
+  features = (rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12)) *
+              rng.uniform(0.1, 5.0, size=12)).astype(np.float32)
+  correlation = np.corrcoef(features.astype(np.float64), rowvar=False)
+  expected = 12.0**2 / np.sum(np.square(correlation))
+  assert probe.effective_rank(features) == pytest.approx(expected, rel=1e-9)
+  # Chunked reads give the same figure.
+  assert probe.effective_rank(features, rows_per_chunk=7) == pytest.approx(
+      expected, rel=1e-9)
+  # Only the first max_rows rows count.
+  assert probe.effective_rank(features, max_rows=100) == pytest.approx(
+      probe.effective_rank(features[:100]), rel=1e-12)
+  assert probe.effective_rank(features, max_rows=100) != pytest.approx(
+      expected, rel=1e-3)
+
+
+def test_effective_rank_of_a_memmap(tmp_path):
+  rng = np.random.default_rng(2)
+  features = rng.normal(size=(64, 5)).astype(np.float32)
+  stored = np.lib.format.open_memmap(str(tmp_path / "f.npy"), mode="w+",
+                                     dtype=np.float32, shape=features.shape)
+  stored[:] = features
+  assert probe.effective_rank(stored, rows_per_chunk=10) == pytest.approx(
+      probe.effective_rank(features), rel=1e-12)
+
+
+@pytest.mark.parametrize("features, kwargs, message", [
+    (np.zeros((1, 3)), {}, "at least 2 rows"),
+    (np.zeros((5, 3)), {"max_rows": 1}, "max_rows"),
+    (np.zeros((5, 3)), {"max_rows": 2.5}, "max_rows"),
+    (np.zeros(5), {}, r"\[N, D\]"),
+])
+def test_effective_rank_rejects_bad_input(features, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    probe.effective_rank(features, **kwargs)

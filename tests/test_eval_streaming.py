@@ -207,8 +207,13 @@ def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
   streamed = evaluate.evaluate_model(smoke_model, feature_dir=str(feature_dir),
                                      **kwargs)
   assert streamed.keys() == in_memory.keys()
+  size = smoke_model.encoder_resolution
+  width = smoke_model.encoder(tf.zeros([2, size, size, 3]))[
+      common.AVEPOOL_FEAT].shape[1]
   for key, value in in_memory.items():
-    if key.startswith("random_encoder_"):  # A fresh random encoder each call.
+    if key == "random_encoder_feature_effective_rank":
+      assert 1.0 <= streamed[key] <= width, key
+    elif key.startswith("random_encoder_"):  # A fresh random encoder each call.
       assert 0.0 <= streamed[key] <= 1.0, key
     else:
       assert streamed[key] == pytest.approx(value, abs=1e-6), key

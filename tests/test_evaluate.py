@@ -15,6 +15,7 @@ from bigbigan_tf import evaluate
 from bigbigan_tf import export
 from bigbigan_tf import training
 from bigbigan_tf.evaluation import feature_extractors
+from bigbigan_tf.evaluation import linear_probe as probe_lib
 from bigbigan_tf.networks import common
 
 
@@ -59,6 +60,13 @@ def test_checkpoint_and_exported_module_give_the_same_figures(
     assert 0.0 <= results[key] <= 1.0, key
   # The probe learns something from a 2-step encoder's features.
   assert results["linear_probe_bn_crelu_top1"] > 0.2
+  # The effective rank is that of E's features of the training split.
+  train_x = data.load_arrays("mnist5k", "train", restored.encoder_resolution,
+                             data_dir=gin_data_dir())[0]
+  train_f = evaluate.encoder_features(restored.encoder, train_x)
+  assert 1.0 < results["feature_effective_rank"] <= train_f.shape[1]
+  assert results["feature_effective_rank"] == pytest.approx(
+      probe_lib.effective_rank(train_f), rel=1e-3)
 
   paths = export.export_modules(restored, str(tmp_path / "export"))
   # The module is evaluated the streamed way (features on disk): the same

@@ -14,7 +14,9 @@ The optimiser is not stated in the paper; the default here is SGD with
 momentum 0.9 ("momentum"), with Adam (beta1 0.9, beta2 0.999) available as
 "adam". Minibatches are drawn uniformly with replacement.
 
-`knn_accuracy` gives the "zero-shot" k-nearest-neighbour top-1 accuracy.
+`knn_accuracy` gives the "zero-shot" k-nearest-neighbour top-1 accuracy;
+`effective_rank` how many directions the features spread over (a measure of
+representation collapse).
 Inputs are NumPy arrays, so these functions work with any encoder. Both are
 gin-configurable as `linear_probe` and `knn_accuracy`, e.g.
 `linear_probe.num_steps = 100000`, `linear_probe.feature_type = "bn_crelu"`.
@@ -632,3 +634,71 @@ def knn_accuracy(train_features: Features,
     predictions = neighbour_labels[rows[:, 0], first_tied_neighbour]
     correct += int(np.sum(predictions == test_labels[queries_chunk]))
   return correct / test_features.shape[0]
+
+
+class _FirstRows:
+  """The first `num_rows` rows of a feature source, read by slices."""
+
+  def __init__(self, features: Features, num_rows: int):
+    self._features = features
+    self.shape = (num_rows, features.shape[1])
+
+  def __getitem__(self, rows: slice) -> np.ndarray:
+    return np.asarray(self._features[rows])
+
+
+def effective_rank(features: Features,
+                   max_rows: Optional[int] = 10_000,
+                   rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
+                   relative_tolerance: float = 1e-6) -> float:
+  """How many directions the features spread over (participation ratio).
+
+  With C the correlation matrix of the feature dimensions that vary (standard
+  deviation above `relative_tolerance` times the largest) and lambda_i its
+  eigenvalues, the effective rank is (sum lambda_i)^2 / sum lambda_i^2 =
+  trace(C)^2 / ||C||_F^2: D' for D' uncorrelated varying dimensions, k when
+  they fall into k groups of perfectly correlated ones, 0 when nothing
+  varies. Constant dimensions (dead ReLUs) do not count. A collapsed
+  representation (most variance in a few directions) scores far below its
+  width even when every dimension varies.
+
+  Args:
+    features: [N, D] features (array or feature source, see the module
+      docstring).
+    max_rows: use only the first this-many rows (None: all). Cost is
+      max_rows x D^2 multiply-adds and a D x D float64 accumulator.
+    rows_per_chunk: rows read at once.
+    relative_tolerance: dimensions whose standard deviation is at most this
+      times the largest one count as constant.
+
+  Returns:
+    The effective rank, between 0 and the number of varying dimensions.
+
+  Raises:
+    ValueError: features not [N, D], fewer than 2 rows, or a bad max_rows.
+  """
+  features = _as_source(features, "features")
+  _check_chunk(rows_per_chunk)
+  if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(
+      max_rows, (int, np.integer)) or max_rows < 2):
+    raise ValueError(
+        f"max_rows must be None or an int >= 2; received {max_rows!r}.")
+  num_rows = features.shape[0] if max_rows is None else min(
+      features.shape[0], max_rows)
+  if num_rows < 2:
+    raise ValueError("effective_rank needs at least 2 rows of features; "
+                     f"received {num_rows}.")
+  head = _FirstRows(features, num_rows)
+  mean, variance = feature_moments(head, rows_per_chunk)
+  stdev = np.sqrt(variance)
+  varying = stdev > relative_tolerance * stdev.max()
+  if not varying.any():
+    return 0.0
+  scale = stdev[varying]
+  products = np.zeros((scale.size, scale.size), np.float64)
+  for chunk in _chunks(num_rows, rows_per_chunk):
+    standardized = (np.asarray(head[chunk], np.float64)[:, varying] -
+                    mean[varying]) / scale
+    products += standardized.T @ standardized
+  correlation = products / num_rows
+  return float(np.trace(correlation)**2 / np.sum(np.square(correlation)))
