@@ -17,8 +17,8 @@ momentum 0.9 ("momentum"), with Adam (beta1 0.9, beta2 0.999) available as
 `knn_accuracy` gives the "zero-shot" k-nearest-neighbour top-1 accuracy;
 `effective_rank` how many directions the features spread over (a measure of
 representation collapse).
-Inputs are NumPy arrays, so these functions work with any encoder. Both are
-gin-configurable as `linear_probe` and `knn_accuracy`, e.g.
+Inputs are NumPy arrays, so these functions work with any encoder. The
+first two are gin-configurable as `linear_probe` and `knn_accuracy`, e.g.
 `linear_probe.num_steps = 100000`, `linear_probe.feature_type = "bn_crelu"`.
 
 Bounded memory. Features may be any "feature source": an object with
