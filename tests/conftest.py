@@ -20,9 +20,23 @@ tf.config.set_logical_device_configuration(
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
+import gin  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def fresh_gin_config():
+  """Every test starts and ends with no gin bindings.
+
+  Networks are gin-configurable, so bindings left by another test in the
+  same worker (a session fixture that trained with gin/smoke.gin, say) would
+  silently change a directly constructed network.
+  """
+  gin.clear_config()
+  yield
+  gin.clear_config()
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +60,7 @@ def smoke_run_dir(tmp_path_factory, data_dir):
   model_dir = str(tmp_path_factory.mktemp("smoke_run"))
   training_worker.train(model_dir, data_dir, 2, "train.image_every = 2",
                         "train.eval_every = 2", "evaluation.probe_steps = 50")
+  gin.clear_config()
   return model_dir
 
 
