@@ -134,6 +134,50 @@ def test_cross_replica_bn_equals_full_batch_bn():
   assert np.max(np.abs(local.numpy() - expected.numpy())) > 0.5
 
 
+@pytest.mark.parametrize("shape", [[16, 7], [6, 5, 3, 4]])
+def test_one_replica_bn_is_fused_and_equals_the_reference_math(shape):
+  """On one replica training-mode BN runs TensorFlow's fused op; its output,
+  gradients and moving statistics equal the explicit moments' (NumPy)."""
+  rng = np.random.default_rng(3)
+  x = tf.constant(rng.normal(size=shape).astype(np.float32) * 3.0 + 2.0)
+  upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+  bn = layers.CrossReplicaBatchNorm(momentum=0.8)
+  bn.build(x.shape)
+  bn.gamma.assign(rng.normal(size=shape[-1:]).astype(np.float32))
+  bn.beta.assign(rng.normal(size=shape[-1:]).astype(np.float32))
+
+  def loss_of(normalize):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = normalize(x)
+      loss = tf.reduce_sum(y * upstream)
+    return y, tape.gradient(loss, [x, bn.gamma, bn.beta])
+
+  y, grads = loss_of(lambda t: bn(t, training=True))
+  axes = tuple(range(len(shape) - 1))
+  mean, var = x.numpy().mean(axis=axes), x.numpy().var(axis=axes)
+
+  def reference(t):
+    mu, variance = tf.nn.moments(t, axes)
+    return (t - mu) * tf.math.rsqrt(variance + 1e-5) * bn.gamma + bn.beta
+
+  expected_y, expected_grads = loss_of(reference)
+  np.testing.assert_allclose(y, expected_y, atol=1e-5)
+  for got, want in zip(grads, expected_grads):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+  np.testing.assert_allclose(bn.moving_mean.numpy(), 0.2 * mean, atol=1e-5)
+  np.testing.assert_allclose(bn.moving_variance.numpy(), 0.8 + 0.2 * var,
+                             rtol=1e-5)
+  graph = tf.function(lambda t: bn(t, training=True)).get_concrete_function(
+      x).graph
+  op_types = {op.type for op in graph.get_operations()}
+  assert "FusedBatchNormV3" in op_types
+  # Inference uses the moving statistics, not the fused training op.
+  inference = tf.function(lambda t: bn(t, training=False)).get_concrete_function(
+      x).graph
+  assert "FusedBatchNormV3" not in {op.type for op in inference.get_operations()}
+
+
 def test_conditional_bn_cross_replica_equals_full_batch():
   x = tf.random.normal([8, 4, 4, 6], seed=6)
   x = tf.concat([x[:4] * 4.0, x[4:]], axis=0)

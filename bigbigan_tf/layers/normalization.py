@@ -100,6 +100,11 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
               tf.convert_to_tensor(self.moving_variance))
     axes = list(range(len(x.shape) - 1))
     mean, variance = cross_replica_moments(x, axes)
+    self._update_statistics(mean, variance)
+    return mean, variance
+
+  def _update_statistics(self, mean: tf.Tensor, variance: tf.Tensor) -> None:
+    """Folds one training batch's moments into the moving statistics."""
     if self.accumulate_standing:
       count = self.standing_count + 1.0
       self.moving_mean.assign(
@@ -112,7 +117,36 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
                               (1.0 - self.momentum) * mean)
       self.moving_variance.assign(self.momentum * self.moving_variance +
                                   (1.0 - self.momentum) * variance)
-    return mean, variance
+
+  def _batch_normalize(self, x: tf.Tensor, training: Optional[bool],
+                       gain: Optional[tf.Tensor], offset: Optional[tf.Tensor]):
+    """x normalised (then scaled by gain, shifted by offset), statistics updated.
+
+    On one replica a training-mode call of a float32 [N, C] or [N, H, W, C]
+    tensor uses TensorFlow's fused batch norm (one op forward, one backward;
+    the same math as `cross_replica_moments`, in about a third of the
+    element-wise passes). Across replicas the moments are all-reduced.
+    """
+    replica_ctx = tf.distribute.get_replica_context()
+    fusable = (training and x.dtype == tf.float32 and x.shape.rank in (2, 4)
+               and (replica_ctx is None or replica_ctx.num_replicas_in_sync == 1))
+    if not fusable:
+      mean, variance = self._moments(x, training)
+      return self._normalize(x, mean, variance, gain, offset)
+    channels = int(x.shape[-1])
+    x4 = x if x.shape.rank == 4 else x[:, None, None, :]
+    y, mean, unbiased_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x4, scale=tf.ones([channels]) if gain is None else gain,
+        offset=tf.zeros([channels]) if offset is None else offset,
+        mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=self.epsilon,
+        exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+    # The fused op reports the Bessel-corrected variance; it normalises
+    # with the biased one, which is what the moving statistics hold here.
+    count = tf.cast(tf.size(x4) // channels, tf.float32)
+    variance = unbiased_variance * tf.maximum(count - 1.0, 0.0) / count
+    self._update_statistics(tf.stop_gradient(mean),
+                            tf.stop_gradient(variance))
+    return y if x.shape.rank == 4 else y[:, 0, 0, :]
 
   def reset_standing_statistics(self) -> None:
     self.moving_mean.assign(tf.zeros_like(self.moving_mean))
@@ -129,10 +163,9 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     return x * tf.cast(inv, x.dtype) + tf.cast(shift, x.dtype)
 
   def call(self, inputs, training=None):
-    mean, variance = self._moments(inputs, training)
     gain = None if self.gamma is None else tf.cast(self.gamma, tf.float32)
     offset = None if self.beta is None else tf.cast(self.beta, tf.float32)
-    return self._normalize(inputs, mean, variance, gain, offset)
+    return self._batch_normalize(inputs, training, gain, offset)
 
 
 class ConditionalBatchNorm(CrossReplicaBatchNorm):
@@ -168,8 +201,7 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
 
   def call(self, inputs, training=None):
     x, condition = inputs
-    mean, variance = self._moments(x, training)
-    normalized = self._normalize(x, mean, variance, None, None)
+    normalized = self._batch_normalize(x, training, None, None)
     gain = 1.0 + self.gain_linear(condition, training=training)
     offset = self.bias_linear(condition, training=training)
     gain = tf.cast(gain, x.dtype)[:, None, None, :]
