@@ -26,13 +26,14 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def fresh_gin_config():
-  """Every test starts and ends with no gin bindings.
+  """Every test module starts and ends with no gin bindings.
 
-  Networks are gin-configurable, so bindings left by another test in the
-  same worker (a session fixture that trained with gin/smoke.gin, say) would
-  silently change a directly constructed network.
+  Networks are gin-configurable, so bindings left by another module's
+  fixtures in the same worker would silently change a directly constructed
+  network. Within a module, tests may share the bindings of its module
+  fixtures (autouse fixtures are set up before them, so this clears first).
   """
   gin.clear_config()
   yield
