@@ -48,6 +48,7 @@ stream, so a pipeline built with the same ``seed`` yields the same batches.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import importlib.resources
 import os
@@ -251,8 +252,50 @@ def prepare_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Mnist5k:
   """
   builder = Mnist5k(data_dir=None if data_dir is None else os.fspath(data_dir))
   if not builder.is_prepared():
-    builder.download_and_prepare(download_config=_offline_download_config())
+    _prepare_exclusively(builder, _offline_download_config())
   return builder
+
+
+@contextlib.contextmanager
+def _preparation_lock(builder: tfds.core.DatasetBuilder):
+  """Holds an exclusive lock on a file beside ``builder``'s data.
+
+  TFDS writes a dataset into a temporary directory and renames it at the
+  end; a second process preparing the same dataset at the same time fails
+  on that rename. Under this lock only one process prepares; the others
+  wait and then find the dataset prepared. Local data directories only
+  (POSIX file locks): remote ones (gs://) and platforms without fcntl get
+  no lock.
+  """
+  root = os.fspath(builder.data_dir_root)
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top
+  except ImportError:  # Windows.
+    fcntl = None
+  if fcntl is None or "://" in root:
+    yield
+    return
+  os.makedirs(root, exist_ok=True)
+  lock_path = os.path.join(root, f".{builder.name}-{builder.version}.lock")
+  with open(lock_path, "a", encoding="utf-8") as lock_file:
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _prepare_exclusively(builder: tfds.core.DatasetBuilder,
+                         download_config: tfds.download.DownloadConfig
+                         ) -> None:
+  """Prepares ``builder``'s files unless another process did meanwhile."""
+  with _preparation_lock(builder):
+    if builder.is_prepared():
+      # Prepared by another process while this one waited: this builder
+      # was created before the files existed, so load what was written.
+      builder.info.read_from_directory(builder.data_dir)
+      return
+    builder.download_and_prepare(download_config=download_config)
 
 
 # ---------------------------------------------------------------------------
@@ -417,7 +460,7 @@ def _prepare_tfds(builder: tfds.core.DatasetBuilder,
         f"{builder.data_dir_root}`), or pass download=True to let TFDS "
         f"download it.")
   try:
-    builder.download_and_prepare(download_config=config)
+    _prepare_exclusively(builder, config)
   except ModuleNotFoundError as err:
     raise ModuleNotFoundError(
         f"Preparing dataset {builder.name!r} needs the Python module "

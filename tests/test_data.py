@@ -46,6 +46,36 @@ def test_mnist5k_split_sizes(data_dir):
   assert splits["test"].num_examples == 1000
 
 
+def test_concurrent_preparation_waits_for_the_first(tmp_path):
+  # Two processes (two quickstarts, two test workers) preparing one data_dir
+  # at once used to fail in TFDS's final rename. The second now waits for
+  # the first and reads what it wrote; both builders exist before the files.
+  import threading  # pylint: disable=g-import-not-at-top
+  first = data.Mnist5k(data_dir=str(tmp_path))
+  second = data.Mnist5k(data_dir=str(tmp_path))
+  errors = []
+
+  def prepare_second():
+    try:
+      data._prepare_exclusively(second, data._offline_download_config())  # pylint: disable=protected-access
+    except Exception as err:  # pylint: disable=broad-except
+      errors.append(err)
+
+  waiter = threading.Thread(target=prepare_second)
+  with data._preparation_lock(first):  # pylint: disable=protected-access
+    waiter.start()
+    waiter.join(timeout=2.0)
+    assert waiter.is_alive(), "the second preparation did not wait"
+    assert not second.is_prepared()
+    first.download_and_prepare(
+        download_config=data._offline_download_config())  # pylint: disable=protected-access
+  waiter.join(timeout=60.0)
+  assert not waiter.is_alive() and not errors, errors
+  assert second.info.splits["train"].num_examples == 4000
+  assert sum(1 for _ in second.as_dataset(split="test")) == 1000
+  assert sorted(p.name for p in (tmp_path / "mnist5k").iterdir()) == ["1.0.0"]
+
+
 def test_mnist5k_test_split_is_stratified_and_in_range(data_dir):
   images, labels = data.load_arrays("mnist5k", "test", RESOLUTION,
                                     data_dir=data_dir)
