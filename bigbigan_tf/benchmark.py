@@ -24,6 +24,15 @@ feeds them synthetic images (or the gin-bound dataset) and measures:
     does) and peak device memory where the device reports it (GPUs; None on
     CPU and on TPUs through this API).
 
+`run_encoder(settings)` measures the gin-bound encoder E alone: forward and
+backward of E on synthetic images, no G, D or optimiser. It is how E's
+memory is compared where a whole BigBiGAN step is too slow to time on a CPU
+(RevNet-50 x4 at 256x256 with and without `encoder.reversible_backprop`,
+docs/benchmarks.md). Its memory figure is the peak of TensorFlow's CPU
+allocator during the timed steps, which the allocator reports only when
+TF_CPU_ALLOCATOR_USE_BFC=true is set before TensorFlow starts
+(tools/benchmark.py sets it for --encoder_only).
+
 Library code takes arguments; the flags live in tools/benchmark.py.
 """
 
@@ -40,9 +49,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bigbigan_tf import bindings
 from bigbigan_tf import config
 from bigbigan_tf import data
 from bigbigan_tf import distribute
+from bigbigan_tf import networks
 from bigbigan_tf import training
 
 SYNTHETIC = "synthetic"
@@ -389,6 +400,127 @@ def run(settings: Settings,
     keras.mixed_precision.set_global_policy(previous_policy)
 
 
+# -- the encoder alone ------------------------------------------------------------
+def _reset_device_peaks(devices: Iterable[str]) -> None:
+  for device in devices:
+    spec = tf.DeviceSpec.from_string(device)
+    try:
+      tf.config.experimental.reset_memory_stats(
+          f"{spec.device_type}:{spec.device_index}")
+    except (ValueError, tf.errors.OpError):
+      pass  # This device keeps no statistics; nothing to reset.
+
+
+def _device_memory_in_use(devices: Iterable[str]) -> Optional[int]:
+  in_use = []
+  for device in devices:
+    spec = tf.DeviceSpec.from_string(device)
+    try:
+      info = tf.config.experimental.get_memory_info(
+          f"{spec.device_type}:{spec.device_index}")
+    except (ValueError, tf.errors.OpError):
+      return None
+    in_use.append(int(info["current"]))
+  return max(in_use) if in_use else None
+
+
+def run_encoder(settings: Settings,
+                count_flops: bool = True) -> dict[str, Any]:
+  """Benchmarks one training step of the gin-bound encoder alone.
+
+  A step is E's training-mode forward pass on `per_replica_batch` synthetic
+  images and the gradients of the sum of its latent sample and pooled
+  features with respect to every trainable variable (nothing is applied),
+  in one tf.function (XLA with `jit_compile`), on TensorFlow's default
+  device; `strategy`, `d_steps` and `data` are not used. Each timed loop
+  runs `steps_per_loop` steps; the median of `loops` loops is reported
+  after the first (tracing) call and `warmup_loops` untimed ones.
+
+  Memory: `peak_device_memory_bytes` is the allocator's peak during the
+  warm-up and timed loops (statistics reset after E is built and its step
+  traced), `resident_device_memory_bytes` what it held before the first
+  step (E's weights; the step's own memory is the difference). Both are
+  None where the device keeps no statistics (a CPU without
+  TF_CPU_ALLOCATOR_USE_BFC=true). `peak_host_memory_bytes` is the process's
+  peak resident set, building E included.
+
+  Returns:
+    A flat dict of settings and figures (JSON-serialisable); the timing and
+    memory keys are those of `run`.
+  """
+  previous_policy = keras.mixed_precision.global_policy().name
+  try:
+    if settings.mixed_precision:
+      keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    encoder = networks.Encoder()  # Arguments from the gin bindings.
+    devices = _replica_devices(tf.distribute.get_strategy())
+    images = tf.random.stateless_uniform(
+        [settings.per_replica_batch, encoder.resolution, encoder.resolution,
+         3], [7, 0], minval=-1.0, maxval=1.0)
+    variables = encoder.trainable_variables
+
+    @tf.function(jit_compile=settings.jit_compile)
+    def step(x):
+      with tf.GradientTape() as tape:
+        out = encoder(x, training=True)
+        loss = (tf.reduce_sum(tf.cast(out["z_sample"], tf.float32))
+                + tf.reduce_sum(tf.cast(out["avepool_feat"], tf.float32)))
+      gradients = tape.gradient(loss, variables)
+      # Returning a function of every gradient keeps them all computed.
+      return loss, tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                             for g in gradients])
+
+    def loop():
+      for _ in range(settings.steps_per_loop):
+        outputs = step(images)
+      _sync(outputs)
+
+    flops = (graph_flops(step.get_concrete_function(images).graph)
+             if count_flops else None)
+    resident = _device_memory_in_use(devices)
+    _reset_device_peaks(devices)
+    start = time.perf_counter()
+    loop()
+    first_loop = time.perf_counter() - start
+    for _ in range(settings.warmup_loops):
+      loop()
+    loop_times = []
+    for _ in range(settings.loops):
+      start = time.perf_counter()
+      loop()
+      loop_times.append(time.perf_counter() - start)
+    loop_time = statistics.median(loop_times)
+    step_time = loop_time / settings.steps_per_loop
+    results: dict[str, Any] = {
+        "config": _config_summary(),
+        "machine": machine_description(),
+        **dataclasses.asdict(settings),
+        "encoder_only": True,
+        "d_steps": None,
+        "replicas": 1,
+        "global_batch": settings.per_replica_batch,
+        "step_time_s": step_time,
+        "step_time_min_s": min(loop_times) / settings.steps_per_loop,
+        "step_time_max_s": max(loop_times) / settings.steps_per_loop,
+        "steps_per_second": 1.0 / step_time,
+        "images_per_second": settings.per_replica_batch / step_time,
+        "compile_time_s": max(first_loop - loop_time, 0.0),
+        "first_loop_s": first_loop,
+        "trainable_parameters": sum(int(np.prod(v.shape)) for v in variables),
+        "peak_host_memory_bytes": peak_host_memory_bytes(),
+        "peak_device_memory_bytes": _device_peak_memory(devices),
+        "resident_device_memory_bytes": resident,
+    }
+    if flops is not None:
+      results["flops_per_step"] = flops["total"]
+      results["flops_by_op"] = {k: v for k, v in flops.items()
+                                if k != "total"}
+      results["achieved_flops_per_second"] = flops["total"] / step_time
+    return results
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+
+
 def machine_description() -> str:
   """CPU model, core count, accelerators and TensorFlow version."""
   cpu = "unknown CPU"
@@ -410,7 +542,7 @@ def machine_description() -> str:
 def _config_summary() -> str:
   """Short description of the gin-bound networks, e.g.
   "G32 ch8, E resnet_v2 base16, D ch8" (unbound parts are left out)."""
-  value = lambda name: config.bound_value(name)
+  value = lambda name: bindings.bound_value(name)
   parts = []
   if value("generator.resolution") is not None:
     parts.append(f"G{value('generator.resolution')} ch{value('generator.ch')}")
@@ -418,7 +550,8 @@ def _config_summary() -> str:
       value("encoder.architecture"), value("encoder.depth"),
       value("encoder.width") and f"x{value('encoder.width')}",
       value("encoder.base_channels") and
-      f"base{value('encoder.base_channels')}") if v]
+      f"base{value('encoder.base_channels')}",
+      value("encoder.reversible_backprop") and "reversible-backprop") if v]
   if encoder:
     parts.append("E " + " ".join(encoder))
   if value("discriminator.ch") is not None:

@@ -13,7 +13,7 @@ no partial directory behind; an existing `export_dir` is refused unless
 `overwrite=True`. The destination must be on a file system that renames
 directories (a local disk, not GCS).
 
-Signatures of bigbigan/ (the released modules' names, DESIGN.md section 7;
+Signatures of bigbigan/ (the released modules' names, docs/design.md section 7;
 shown for the ResNet-50 config, gin/paper_resnet50.gin; every input is float32
 with a free batch dimension N, images are NHWC in [-1, 1]):
 
@@ -69,7 +69,6 @@ Wrong inputs fail at the signature's boundary, naming the expected spec:
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import tempfile
@@ -80,6 +79,7 @@ import tensorflow as tf
 
 from bigbigan_tf import config
 from bigbigan_tf import model as model_lib
+from bigbigan_tf import restore
 from bigbigan_tf.networks import common
 
 # Sub-directories of an export.
@@ -107,7 +107,6 @@ UPSAMPLED = "upsampled"
 ENCODE_KEYS = (common.Z_MEAN, common.Z_STDEV, common.Z_SAMPLE, DEFAULT,
                common.AVEPOOL_FEAT, common.BN_CRELU_FEAT)
 GENERATE_KEYS = (DEFAULT, UPSAMPLED)
-SCORE_KEYS = (common.SCORE_X, common.SCORE_Z, common.SCORE_XZ)
 RECONSTRUCT_KEYS = (DEFAULT, common.Z_MEAN)
 
 UPSAMPLE_FACTOR = 2
@@ -186,7 +185,7 @@ def bigbigan_functions(bigbigan: model_lib.BigBiGAN) -> dict[str, Callable]:
   def discriminate(x, z):
     outputs = bigbigan.discriminate(_checked(x, x_spec), _checked(z, z_spec),
                                     training=False)
-    return {key: outputs[key] for key in SCORE_KEYS if key in outputs}
+    return {key: outputs[key] for key in common.SCORE_KEYS if key in outputs}
 
   functions = {GENERATE: generate, DISCRIMINATE: discriminate}
   if bigbigan.encoder is None:
@@ -272,7 +271,7 @@ def export_modules(bigbigan: model_lib.BigBiGAN, export_dir: str,
   """Writes bigbigan/, encoder/ and generator/ SavedModels under export_dir.
 
   Export the inference weights: after training, the EMA weights with standing
-  BN statistics (`training.restore_inference_model`).
+  BN statistics (`restore.restore_inference_model`).
 
   Args:
     bigbigan: the model to export.
@@ -357,7 +356,7 @@ def model_to_export(model_dir: Optional[str] = None,
   Args:
     model_dir: a training directory: its config, the latest (or `checkpoint`)
       checkpoint, EMA weights and standing BN statistics
-      (`training.restore_inference_model`).
+      (`restore.restore_inference_model`).
     checkpoint: a checkpoint path inside model_dir's run; needs model_dir.
     gin_files: without model_dir, the config of a freshly initialised model
       (for inspecting the interface and for tests).
@@ -372,9 +371,7 @@ def model_to_export(model_dir: Optional[str] = None,
           "Give either model_dir (its own config is used) or gin files and "
           f"bindings for fresh weights, not both; got model_dir={model_dir!r}, "
           f"gin_files={list(gin_files)}, gin_bindings={list(gin_bindings)}.")
-    # Imported here: the training stack is only needed for a trained run.
-    training = importlib.import_module("bigbigan_tf.training")
-    return training.restore_inference_model(model_dir, checkpoint)
+    return restore.restore_inference_model(model_dir, checkpoint)
   if checkpoint:
     raise ValueError(f"checkpoint={checkpoint!r} needs model_dir, the "
                      "training directory it belongs to.")
@@ -383,3 +380,72 @@ def model_to_export(model_dir: Optional[str] = None,
                      "(fresh weights of that config).")
   config.parse(gin_files, gin_bindings)
   return config.build_model()
+
+
+class ExportedBigBiGAN:
+  """A BigBiGAN SavedModel exported here (or one with the released modules'
+  signatures), with the interface evaluation.evaluator.evaluate_model uses
+  (the same methods as model.BigBiGAN, inference only).
+
+  Raises:
+    ValueError: the module lacks the encode/generate/reconstruct signatures
+      or their expected outputs.
+  """
+
+  REQUIRED = {"encode": (common.Z_MEAN, common.AVEPOOL_FEAT),
+              "generate": ("default",),
+              "reconstruct": ("default",)}
+
+  def __init__(self, handle: str):
+    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+    self.module = hub.load(handle)
+    signatures = self.module.signatures
+    for name, keys in self.REQUIRED.items():
+      if name not in signatures:
+        raise ValueError(f"{handle}: expected signatures {sorted(self.REQUIRED)}"
+                         f", found {sorted(signatures.keys())}.")
+      found = sorted(signatures[name].structured_outputs)
+      missing = [k for k in keys if k not in found]
+      if missing:
+        raise ValueError(f"{handle}: signature {name!r} lacks outputs "
+                         f"{missing}; expected {list(keys)}, found {found}.")
+    self._encode = signatures["encode"]
+    self._reconstruct = signatures["reconstruct"]
+    self._generate = signatures["generate"]
+    (self._x_name, x_spec), = self._encode.structured_input_signature[1].items()
+    (self._z_name, z_spec), = self._generate.structured_input_signature[1].items()
+    self.encoder_resolution = int(x_spec.shape[1])
+    self.z_dim = int(z_spec.shape[1])
+    self.resolution = int(self._generate.structured_outputs["default"].shape[1])
+    self._discriminate = signatures.get("discriminate")
+
+  @property
+  def has_joint_score(self) -> bool:
+    """Whether the module has D's joint score s_xz."""
+    return (self._discriminate is not None and
+            common.SCORE_XZ in self._discriminate.structured_outputs)
+
+  def discriminate(self, x, z, training=None):
+    del training
+    if self._discriminate is None:
+      raise ValueError("This module has no 'discriminate' signature.")
+    # The image input is the rank-4 one, the latent the rank-2 one.
+    inputs = {name: (x if spec.shape.rank == 4 else z) for name, spec in
+              self._discriminate.structured_input_signature[1].items()}
+    return self._discriminate(**{name: tf.convert_to_tensor(value)
+                                 for name, value in inputs.items()})
+
+  def encoder(self, x, training=None):
+    del training  # The module is inference-only.
+    return self._encode(**{self._x_name: tf.convert_to_tensor(x)})
+
+  def reconstruct(self, x, training=None):
+    del training
+    return self._reconstruct(**{self._x_name: tf.convert_to_tensor(x)})["default"]
+
+  def generate(self, z, training=None):
+    del training
+    return self._generate(**{self._z_name: tf.convert_to_tensor(z)})["default"]
+
+  def pool_for_discriminator(self, x):
+    return common.pool_to_resolution(x, self.resolution)

@@ -1,4 +1,4 @@
-"""BigBiGAN's losses (DESIGN.md section 2), per example.
+"""BigBiGAN's losses (docs/design.md section 2), per example.
 
 With y = +1 for encoder pairs (x, E(x)) and -1 for generator pairs (G(z), z):
 
@@ -22,15 +22,14 @@ import tensorflow as tf
 
 from bigbigan_tf.networks import common
 
-SCORE_KEYS = (common.SCORE_X, common.SCORE_Z, common.SCORE_XZ)
 ENCODER_PAIRS = "encoder"
 GENERATOR_PAIRS = "generator"
 
 
 def _present(scores: Mapping[str, tf.Tensor]) -> list[str]:
-  keys = [k for k in SCORE_KEYS if k in scores]
+  keys = [k for k in common.SCORE_KEYS if k in scores]
   if not keys:
-    raise ValueError(f"No scores among {SCORE_KEYS} in {sorted(scores)}.")
+    raise ValueError(f"No scores among {common.SCORE_KEYS} in {sorted(scores)}.")
   return keys
 
 

@@ -7,7 +7,7 @@ class checks that they fit together and states the data flow once:
   encoder pairs:   x ~ P_x,  z_hat = E(x)       -> D(pool(x), z_hat)
 
 where pool() average-pools E's input down to D's (= G's) resolution when E
-sees higher-resolution images (DESIGN.md section 1).
+sees higher-resolution images (docs/design.md section 1).
 """
 
 from __future__ import annotations
@@ -84,10 +84,7 @@ class BigBiGAN:
 
   def pool_for_discriminator(self, x: tf.Tensor) -> tf.Tensor:
     """Average-pools E-resolution images to D's resolution."""
-    factor = self.encoder_resolution // self.resolution
-    if factor == 1:
-      return x
-    return tf.nn.avg_pool2d(x, factor, factor, "VALID")
+    return common.pool_to_resolution(x, self.resolution)
 
   def networks(self) -> dict:
     """The Keras models by role (the encoder only when present)."""

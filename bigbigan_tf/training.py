@@ -3,9 +3,11 @@
 Structure (after orbit): `Trainer.train_loop(iterator, n)` is a tf.function
 whose body runs `n` outer steps in a `tf.range` loop; each outer step is
 `d_steps` discriminator updates then one joint E+G update, executed per
-replica by `strategy.run` (optionally XLA-compiled). `train()` is the outer
-Python loop: checkpoints, summaries, image grids, progress, resumption,
-SIGTERM and non-finite-loss handling.
+replica by `strategy.run` (optionally XLA-compiled); it returns each metric's
+mean over those steps. `train()` is the outer Python loop: it runs inner
+loops and, between them, the host-side actions (checkpoint, summaries, image
+grids, evaluation, progress), with resumption, SIGTERM and non-finite-loss
+handling.
 
 Distributed math, stated once: every per-replica loss is the sum of its
 per-example losses divided by the GLOBAL batch size, so the gradients summed
@@ -17,11 +19,11 @@ replicas, and a resumed run draws the same latents as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 import time
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from absl import logging
 import gin
@@ -29,21 +31,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigbigan_tf import config
+from bigbigan_tf import checkpoints
 from bigbigan_tf import data
 from bigbigan_tf import distribute
-from bigbigan_tf import evaluate
 from bigbigan_tf import layers
 from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
+from bigbigan_tf.evaluation import evaluator
 from bigbigan_tf.evaluation import images as image_lib
 from bigbigan_tf.layers import spectral_norm
 from bigbigan_tf.networks import common
 
-CHECKPOINT_DIR = "checkpoints"
-CONFIG_FILE = "config.gin"
-OPERATIVE_CONFIG_FILE = "operative_config.gin"
-ARCHITECTURE_FILE = "architecture.json"
 LEARNING_RATE_DECAYS = ("constant", "linear")
 
 
@@ -203,11 +201,11 @@ class Trainer:
   # -- checkpointing --------------------------------------------------------
   def checkpoint(self, **extra) -> tf.train.Checkpoint:
     """A checkpoint of networks, optimisers, EMA copies and the step."""
-    items = {role: variables_checkpoint(net)
+    items = {role: checkpoints.variables_checkpoint(net)
              for role, net in self.model.networks().items()}
     items.update({f"{role}_optimizer": opt
                   for role, opt in self.optimizers.items()})
-    items.update({f"ema_{role}": variables_checkpoint(copy)
+    items.update({f"ema_{role}": checkpoints.variables_checkpoint(copy)
                   for role, copy in self.ema.items()})
     return tf.train.Checkpoint(global_step=self.global_step, **items, **extra)
 
@@ -219,8 +217,14 @@ class Trainer:
 
   # -- the step ---------------------------------------------------------------
   def _latents(self, step, substep):
-    """This replica's slice of the global-batch z and epsilon."""
-    seed = tf.stack([tf.cast(self.seed, tf.int64), step * 16 + substep])
+    """This replica's slice of the global-batch z and epsilon.
+
+    Every (step, substep) pair gets its own seed: substeps are 0..d_steps,
+    so step is strided by at least d_steps + 1 (16 while that suffices,
+    which keeps the seeds of runs with d_steps < 16 unchanged).
+    """
+    stride = max(16, self.d_steps + 1)
+    seed = tf.stack([tf.cast(self.seed, tf.int64), step * stride + substep])
     z_seed = tf.random.experimental.stateless_fold_in(seed, 0)
     eps_seed = tf.random.experimental.stateless_fold_in(seed, 1)
     z = self.model.prior.sample(self.global_batch_size, seed=z_seed)
@@ -243,9 +247,9 @@ class Trainer:
                                 training=True)
     n = self.per_replica_batch
     encoder_scores = {k: v[:n] for k, v in scores.items()
-                      if k in losses.SCORE_KEYS}
+                      if k in common.SCORE_KEYS}
     generator_scores = {k: v[n:] for k, v in scores.items()
-                        if k in losses.SCORE_KEYS}
+                        if k in common.SCORE_KEYS}
     return encoder_scores, generator_scores
 
   def _mean(self, per_example):
@@ -334,10 +338,13 @@ class Trainer:
     return metrics
 
   def _train_loop_impl(self, iterator, num_steps):
-    metrics = {k: tf.constant(0.0) for k in self.metric_keys()}
+    """Runs `num_steps` outer steps; returns each metric's mean over them."""
+    totals = {k: tf.constant(0.0) for k in self.metric_keys()}
     for _ in tf.range(num_steps):
       metrics = self._one_step(iterator)
-    return metrics
+      totals = {k: totals[k] + metrics[k] for k in totals}
+    count = tf.cast(tf.maximum(num_steps, 1), tf.float32)
+    return {k: total / count for k, total in totals.items()}
 
   # -- standing statistics -----------------------------------------------------
   def standing_statistics(self, iterator: Iterator, num_batches: int) -> None:
@@ -368,50 +375,91 @@ def _spectral_norm_layers(network: keras.Model) -> list:
           and layer.use_spectral_norm]
 
 
-def variables_checkpoint(network: keras.Model) -> tf.train.Checkpoint:
-  """A checkpoint of every weight of `network`, keyed by its Keras path.
+@contextlib.contextmanager
+def _precision_policy(mixed_precision: bool) -> Iterator[None]:
+  """Mixed bfloat16 inside the block; the caller's policy after it."""
+  previous = keras.mixed_precision.global_policy()
+  if mixed_precision:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
 
-  Keras 3 layers held in Python lists or dicts (our architecture tables) are
-  invisible to tf.train.Checkpoint's object graph, so networks are saved as
-  flat path -> variable maps. A checkpoint of another architecture then fails
-  to restore with the names of the variables that do not match.
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[list]:
+  """A list that gets an entry when SIGTERM arrives (a preempted TPU VM)."""
+  received = []
+  try:
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: received.append(signum))
+  except ValueError:  # Not the main thread: no preemption handling.
+    previous = None
+  try:
+    yield received
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+
+
+class _Progress:
+  """Steps per second since the start, images per second of the last loop,
+  and the ETA, for the log line after every inner loop."""
+
+  def __init__(self, trainer: Trainer, train_steps: int):
+    self._trainer = trainer
+    self._train_steps = train_steps
+    self._start_step = trainer.step()
+    self._start_time = time.time()
+
+  def report(self, metrics: dict, num_steps: int, seconds: float) -> float:
+    """Logs one line; returns the loop's images per second."""
+    trainer = self._trainer
+    step = trainer.step()
+    images_per_second = (num_steps * trainer.global_batch_size
+                         * (trainer.d_steps + 1) / seconds)
+    rate = (step - self._start_step) / (time.time() - self._start_time)
+    eta = (self._train_steps - step) / max(rate, 1e-9)
+    logging.info("step %d/%d | %.1f steps/s | %.0f img/s | loss_d %.3f | "
+                 "loss_eg %.3f | ETA %s", step, self._train_steps, rate,
+                 images_per_second, metrics["loss/d"], metrics["loss/eg"],
+                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+    return images_per_second
+
+
+def _restore_or_start(checkpoint: tf.train.Checkpoint,
+                      manager: tf.train.CheckpointManager,
+                      trainer: Trainer) -> None:
+  """Restores the latest checkpoint of the run, if there is one."""
+  if not manager.latest_checkpoint:
+    return
+  try:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  except (AssertionError, ValueError) as error:
+    raise ValueError(
+        f"Cannot restore {manager.latest_checkpoint} into the current "
+        f"config (a different architecture?): {error}") from error
+  logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+               trainer.step())
+
+
+def _inner_loop(trainer: Trainer, iterator: Iterator, num_steps: int,
+                manager: tf.train.CheckpointManager) -> dict[str, float]:
+  """Runs one compiled inner loop; returns its mean metrics on the host.
+
+  Raises:
+    NonFiniteLossError: a loss of the loop was NaN or infinite.
   """
-  by_path = {v.path: v for v in network.weights}
-  if len(by_path) != len(network.weights):
-    raise ValueError(f"{network.name}: variable paths are not unique.")
-  return tf.train.Checkpoint(**by_path)
-
-
-def _architecture(trainer: Trainer) -> dict:
-  nets = dict(trainer.model.networks())
-  return {role: [[v.path, list(v.shape)] for v in net.weights]
-          for role, net in nets.items()}
-
-
-def _check_architecture(model_dir: str, trainer: Trainer) -> None:
-  """Refuses a model_dir written by a different architecture."""
-  path = os.path.join(model_dir, ARCHITECTURE_FILE)
-  current = _architecture(trainer)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      saved = json.load(f)
-    if saved != current:
-      diffs = []
-      for role in sorted(set(saved) | set(current)):
-        old = {p: s for p, s in saved.get(role, [])}
-        new = {p: s for p, s in current.get(role, [])}
-        for p in sorted(set(old) | set(new)):
-          if old.get(p) != new.get(p):
-            diffs.append(f"{p}: checkpoint {old.get(p)}, config {new.get(p)}")
-      raise ValueError(
-          f"model_dir {model_dir} holds a checkpoint of a different "
-          f"architecture than the current gin config ({len(diffs)} variables "
-          f"differ, e.g. {'; '.join(diffs[:3])}). Use a new model_dir or the "
-          f"config it was trained with ({os.path.join(model_dir, CONFIG_FILE)}).")
-  else:
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(path, "w") as f:
-      json.dump(current, f)
+  outputs = trainer.train_loop(iterator, tf.constant(num_steps))
+  metrics = {k: float(v) for k, v in outputs.items()}
+  bad = int(trainer.first_bad_step)
+  if bad >= 0:
+    raise NonFiniteLossError(
+        f"Non-finite loss at step {bad}; training stopped without "
+        f"saving. Last good checkpoint (intact): "
+        f"{manager.latest_checkpoint or 'none'}.")
+  return metrics
 
 
 @gin.configurable("train", denylist=["model_dir", "strategy"])
@@ -433,7 +481,8 @@ def train(model_dir: str,
   """Trains the gin-bound BigBiGAN in `model_dir`, resuming if possible.
 
   Args:
-    model_dir: checkpoints, summaries, images and configs go here.
+    model_dir: checkpoints, summaries, images and configs go here (layout:
+      bigbigan_tf.checkpoints).
     strategy: a tf.distribute strategy (default: the default strategy).
     train_steps: total outer steps (each = d_steps D updates + one E+G update).
     batch_size: global batch size.
@@ -449,11 +498,12 @@ def train(model_dir: str,
     checkpoint_input_pipeline: save the input iterator in checkpoints, so a
       resumed run sees the same data as an uninterrupted one (turn off for
       large shuffle buffers: their contents are saved too).
-    mixed_precision: mixed bfloat16 compute.
+    mixed_precision: mixed bfloat16 compute (for this call only: the global
+      Keras policy is restored on return).
     seed: latent and data seed.
 
   Returns:
-    The host-side metrics of the last loop.
+    The host-side metrics of the last inner loop (means over its steps).
 
   Raises:
     NonFiniteLossError: a loss became NaN/inf (no checkpoint is written;
@@ -461,99 +511,60 @@ def train(model_dir: str,
     ValueError: model_dir belongs to another architecture; bad config.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  if mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  with strategy.scope():
-    model = config.build_model()
-    trainer = Trainer(model, strategy, batch_size)
-  _check_architecture(model_dir, trainer)
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    f.write(gin.config_str())
+  with _precision_policy(mixed_precision):
+    with strategy.scope():
+      model = model_lib.configured_bigbigan()
+      trainer = Trainer(model, strategy, batch_size)
+    checkpoints.check_architecture(model_dir, model.networks())
+    with tf.io.gfile.GFile(
+        os.path.join(model_dir, checkpoints.CONFIG_FILE), "w") as f:
+      f.write(gin.config_str())
 
-  dataset = data.distributed_dataset(
-      strategy, batch_size, split=dataset_split,
-      resolution=model.encoder_resolution, training=True, seed=seed)
-  iterator = iter(dataset)
-  extra = {"data_iterator": iterator} if checkpoint_input_pipeline else {}
-  checkpoint = trainer.checkpoint(**extra)
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), keep_checkpoints,
-      step_counter=trainer.global_step)
-  if manager.latest_checkpoint:
+    make_iterator = lambda data_seed: iter(data.distributed_dataset(
+        strategy, batch_size, split=dataset_split,
+        resolution=model.encoder_resolution, training=True, seed=data_seed))
+    iterator = make_iterator(seed)
+    extra = {"data_iterator": iterator} if checkpoint_input_pipeline else {}
+    checkpoint = trainer.checkpoint(**extra)
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(model_dir, checkpoints.CHECKPOINT_DIR),
+        keep_checkpoints, step_counter=trainer.global_step)
+    _restore_or_start(checkpoint, manager, trainer)
+
+    writer = tf.summary.create_file_writer(model_dir)
+    standing_iterator = make_iterator(seed + 1)
+    fixed = _fixed_inputs(model, seed, dataset_split)
+    progress = _Progress(trainer, train_steps)
+    metrics: dict[str, float] = {}
+    wrote_config = False
     try:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
-      raise ValueError(
-          f"Cannot restore {manager.latest_checkpoint} into the current "
-          f"config (a different architecture?): {error}") from error
-    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
-                 trainer.step())
-
-  writer = tf.summary.create_file_writer(model_dir)
-  standing_iterator = iter(data.distributed_dataset(
-      strategy, batch_size, split=dataset_split,
-      resolution=model.encoder_resolution, training=True, seed=seed + 1))
-  fixed = _fixed_inputs(model, seed, dataset_split)
-
-  preempted = []
-  previous_handler = None
-  try:
-    previous_handler = signal.signal(
-        signal.SIGTERM, lambda signum, frame: preempted.append(signum))
-  except ValueError:  # Not the main thread: no preemption handling.
-    previous_handler = None
-
-  metrics: dict[str, float] = {}
-  start_step = trainer.step()
-  start_time = time.time()
-  wrote_config = False
-  try:
-    while trainer.step() < train_steps and not preempted:
-      step = trainer.step()
-      num = min(steps_per_loop, train_steps - step)
-      loop_start = time.time()
-      outputs = trainer.train_loop(iterator, tf.constant(num))
-      metrics = {k: float(v) for k, v in outputs.items()}
-      bad = int(trainer.first_bad_step)
-      if bad >= 0:
-        raise NonFiniteLossError(
-            f"Non-finite loss at step {bad}; training stopped without "
-            f"saving. Last good checkpoint (intact): "
-            f"{manager.latest_checkpoint or 'none'}.")
-      step = trainer.step()
-      elapsed = time.time() - loop_start
-      images_per_second = num * batch_size * (trainer.d_steps + 1) / elapsed
-      metrics["images_per_second"] = images_per_second
-      _write_scalars(writer, trainer, metrics, step)
-      if not wrote_config:
-        _write_operative_config(writer, model_dir, step)
-        wrote_config = True
-      rate = (step - start_step) / (time.time() - start_time)
-      eta = (train_steps - step) / max(rate, 1e-9)
-      logging.info("step %d/%d | %.1f steps/s | %.0f img/s | loss_d %.3f | "
-                   "loss_eg %.3f | ETA %s", step, train_steps, rate,
-                   images_per_second, metrics["loss/d"], metrics["loss/eg"],
-                   time.strftime("%H:%M:%S", time.gmtime(eta)))
-      due = lambda every: step % every < num or step >= train_steps
-      if due(image_every):
-        trainer.standing_statistics(standing_iterator, standing_stats_batches)
-        _write_images(writer, trainer, fixed, model_dir, step)
-      if eval_every and due(eval_every):
-        results = evaluate.evaluate_model(trainer.model,
-                                          random_encoder_baseline=False)
-        with writer.as_default(step=step):
-          for key, value in results.items():
-            tf.summary.scalar(f"eval/{key}", value)
-        logging.info("step %d evaluation: %s", step, results)
-      if due(checkpoint_every):
-        manager.save(checkpoint_number=step)
-    if preempted:
-      path = manager.save(checkpoint_number=trainer.step())
-      logging.warning("SIGTERM received: saved %s; exiting.", path)
-  finally:
-    if previous_handler is not None:
-      signal.signal(signal.SIGTERM, previous_handler)
-    writer.flush()
+      with _sigterm_flag() as preempted:
+        while trainer.step() < train_steps and not preempted:
+          num = min(steps_per_loop, train_steps - trainer.step())
+          loop_start = time.time()
+          metrics = _inner_loop(trainer, iterator, num, manager)
+          metrics["images_per_second"] = progress.report(
+              metrics, num, time.time() - loop_start)
+          step = trainer.step()
+          # Actions between inner loops.
+          _write_scalars(writer, trainer, metrics, step)
+          if not wrote_config:
+            _write_operative_config(writer, model_dir, step)
+            wrote_config = True
+          due = lambda every: step % every < num or step >= train_steps
+          if due(image_every):
+            trainer.standing_statistics(standing_iterator,
+                                        standing_stats_batches)
+            _write_images(writer, trainer, fixed, model_dir, step)
+          if eval_every and due(eval_every):
+            _evaluate_live(writer, trainer, step)
+          if due(checkpoint_every):
+            manager.save(checkpoint_number=step)
+        if preempted:
+          path = manager.save(checkpoint_number=trainer.step())
+          logging.warning("SIGTERM received: saved %s; exiting.", path)
+    finally:
+      writer.flush()
   return metrics
 
 
@@ -576,70 +587,49 @@ def _write_scalars(writer, trainer: Trainer, metrics: dict, step: int) -> None:
 
 def _write_operative_config(writer, model_dir: str, step: int) -> None:
   text = gin.operative_config_str()
-  with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG_FILE),
-                         "w") as f:
+  with tf.io.gfile.GFile(
+      os.path.join(model_dir, checkpoints.OPERATIVE_CONFIG_FILE), "w") as f:
     f.write(text)
   with writer.as_default(step=step):
     tf.summary.text("operative_config", text)
 
 
+def _evaluate_live(writer, trainer: Trainer, step: int) -> None:
+  """The gin-bound evaluation of the live networks, as summaries."""
+  results = evaluator.evaluate_model(trainer.model,
+                                     random_encoder_baseline=False)
+  with writer.as_default(step=step):
+    for key, value in results.items():
+      tf.summary.scalar(f"eval/{key}", value)
+  logging.info("step %d evaluation: %s", step, results)
+
+
+def _is_grayscale(images: np.ndarray) -> bool:
+  """Whether a batch of RGB images has three equal channels."""
+  return bool(np.all(images[..., :1] == images[..., 1:]))
+
+
 def _write_images(writer, trainer: Trainer, fixed: dict, model_dir: str,
                   step: int) -> None:
-  """Samples, reconstructions and E's first-layer filters (EMA weights)."""
+  """Samples, reconstructions and E's first-layer filters (EMA weights),
+  magnified so that a cell is at least 128 pixels wide."""
   ema = trainer.ema_model()
+  zoom = image_lib.display_zoom(ema.resolution)
   grids = {"samples": image_lib.image_grid(
-      ema.generate(fixed["z"], training=False).numpy())}
+      ema.generate(fixed["z"], training=False).numpy(), zoom=zoom)}
   if ema.encoder is not None:
     x = fixed["x"]
     reconstructions = ema.reconstruct(x, training=False)
     grids["reconstructions"] = image_lib.reconstruction_grid(
-        ema.pool_for_discriminator(x).numpy(), reconstructions.numpy())
+        ema.pool_for_discriminator(x).numpy(), reconstructions.numpy(),
+        zoom=zoom)
     kernel = ema.encoder.stem_conv.kernel.numpy()
-    grids["encoder_filters"] = image_lib.conv_filter_grid(kernel)
-  image_dir = os.path.join(model_dir, "images")
+    grids["encoder_filters"] = image_lib.conv_filter_grid(
+        kernel, grayscale=_is_grayscale(np.asarray(x)))
+  image_dir = os.path.join(model_dir, checkpoints.IMAGE_DIR)
   tf.io.gfile.makedirs(image_dir)
   with writer.as_default(step=step):
     for name, grid in grids.items():
       tf.summary.image(name, grid[None])
       image_lib.write_png(os.path.join(image_dir, f"{name}_{step:08d}.png"),
                           grid)
-
-
-def restore_inference_model(model_dir: str,
-                            checkpoint: Optional[str] = None,
-                            standing_stats_batches: int = 10,
-                            batch_size: int = 64) -> model_lib.BigBiGAN:
-  """The BigBiGAN of `model_dir` with EMA G and E and standing BN statistics.
-
-  Parses model_dir/config.gin (the config the run was trained with).
-
-  Args:
-    model_dir: a training run's directory.
-    checkpoint: a checkpoint path; default the latest in model_dir.
-    standing_stats_batches: batches of real data and prior samples used to
-      recompute the EMA copies' BN statistics.
-    batch_size: batch size of those batches.
-
-  Raises:
-    ValueError: model_dir has no config or no checkpoint.
-  """
-  config_path = os.path.join(model_dir, CONFIG_FILE)
-  if not tf.io.gfile.exists(config_path):
-    raise ValueError(f"{model_dir} is not a training directory: no "
-                     f"{CONFIG_FILE} in it.")
-  checkpoint = checkpoint or tf.train.latest_checkpoint(
-      os.path.join(model_dir, CHECKPOINT_DIR))
-  if not checkpoint:
-    raise ValueError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}.")
-  config.parse([config_path])
-  strategy = tf.distribute.get_strategy()
-  model = config.build_model()
-  trainer = Trainer(model, strategy, batch_size)
-  trainer.checkpoint().restore(checkpoint).expect_partial()
-  split = config.bound_value("train.dataset_split", "train")
-  iterator = iter(data.distributed_dataset(
-      strategy, batch_size, split=split, resolution=model.encoder_resolution,
-      training=True, seed=1))
-  trainer.standing_statistics(iterator, standing_stats_batches)
-  return trainer.ema_model()
-

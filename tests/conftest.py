@@ -2,11 +2,10 @@
 
 Two logical CPU devices are configured before TensorFlow runs any op, so that
 multi-replica behaviour (MirroredStrategy over "/cpu:0" and "/cpu:1") can be
-tested on a machine with one physical CPU (DESIGN.md section 8).
+tested on a machine with one physical CPU (docs/design.md section 8).
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,7 +22,6 @@ tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 import gin  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True, scope="module")

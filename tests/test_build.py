@@ -26,6 +26,9 @@ LIBRARY_NAME = "bigbigan_tf"
 # Bazel starts in a few seconds; the margin is for a busy 2-core machine.
 QUERY_TIMEOUT_S = 120
 _RULE_KINDS = ("py_library", "py_test", "py_binary")
+# Every py_test runs pytest on its file through this runner.
+PYTEST_RUNNER = "tests/pytest_runner.py"
+TOOL_PACKAGE_INIT = "tools/__init__.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Rule:
   data: tuple[str, ...]
   deps: tuple[str, ...]
   main: str | None
+  args: tuple[str, ...] = ()
 
 
 def _glob_forbidden(*args, **kwargs):
@@ -57,10 +61,11 @@ def _read_build_rules() -> list[Rule]:
   rules = []
 
   def recorder(kind):
-    def record(name, srcs=(), data=(), deps=(), main=None, **unused_attrs):
+    def record(name, srcs=(), data=(), deps=(), main=None, args=(),
+               **unused_attrs):
       del unused_attrs  # Sizes, versions, visibility: not checked here.
       rules.append(Rule(kind, name, tuple(srcs), tuple(data), tuple(deps),
-                        main))
+                        main, tuple(args)))
     return record
 
   namespace = {kind: recorder(kind) for kind in _RULE_KINDS}
@@ -90,7 +95,8 @@ def _on_disk() -> dict[str, set[str]]:
       "GIN_FILES": _files("gin/**/*"),
       "TEST_SRCS": _files("tests/test_*.py"),
       "TEST_SUPPORT_SRCS": _files("tests/*.py") - _files("tests/test_*.py"),
-      "TOOL_SRCS": _files("tools/*.py"),
+      "TOOL_SRCS": _files("tools/*.py") - {TOOL_PACKAGE_INIT},
+      "TOOL_SUPPORT_SRCS": {TOOL_PACKAGE_INIT},
   }
 
 
@@ -125,9 +131,16 @@ def test_build_lists_every_module_test_and_tool():
       disk["GIN_FILES"], library_data,
       f"GIN_FILES (data of py_library {LIBRARY_NAME!r})")
 
-  test_mains = {rule.main or rule.srcs[0] for rule in tests if rule.srcs}
-  problems += _unlisted(disk["TEST_SRCS"], test_mains,
+  tested_files = {rule.srcs[0] for rule in tests if rule.srcs}
+  problems += _unlisted(disk["TEST_SRCS"], tested_files,
                         "TEST_SRCS (one py_test per file)")
+  for rule in tests:
+    # The test file alone would define tests and run none of them.
+    if rule.main != PYTEST_RUNNER or rule.args != rule.srcs[:1]:
+      problems.append(
+          f"py_test {rule.name!r} must run {PYTEST_RUNNER} on its file "
+          f"(main = {PYTEST_RUNNER!r}, args = [{rule.srcs[0]!r}]); it has "
+          f"main = {rule.main!r}, args = {list(rule.args)}")
   if tests:
     in_every_test = set.intersection(*(set(rule.srcs) for rule in tests))
     problems += _unlisted(disk["TEST_SUPPORT_SRCS"], in_every_test,
@@ -136,6 +149,10 @@ def test_build_lists_every_module_test_and_tool():
   tool_mains = {rule.main or rule.srcs[0] for rule in binaries if rule.srcs}
   problems += _unlisted(disk["TOOL_SRCS"], tool_mains,
                         "TOOL_SRCS (one py_binary per file)")
+  if binaries:
+    in_every_tool = set.intersection(*(set(rule.srcs) for rule in binaries))
+    problems += _unlisted(disk["TOOL_SUPPORT_SRCS"], in_every_tool,
+                          "TOOL_SUPPORT_SRCS (srcs of every py_binary)")
 
   for rule in tests + binaries:
     if f":{LIBRARY_NAME}" not in rule.deps:
@@ -157,6 +174,26 @@ def test_build_lists_every_module_test_and_tool():
   assert not problems, (
       "BUILD is out of date (`python tests/test_build.py --update` rewrites "
       "its file lists):\n  " + "\n  ".join(problems))
+
+
+def test_pytest_runner_fails_on_a_failing_test(tmp_path):
+  """What every py_test runs: a failing test must make it exit non-zero."""
+  (tmp_path / "test_failing.py").write_text(
+      "def test_passes():\n  assert True\n\n"
+      "def test_fails():\n  assert 1 == 2\n")
+  (tmp_path / "test_passing.py").write_text(
+      "def test_passes():\n  assert True\n")
+  runner = str(REPO_ROOT / PYTEST_RUNNER)
+  run = lambda name: subprocess.run(
+      [sys.executable, runner, str(tmp_path / name), "-p", "no:cacheprovider"],
+      cwd=tmp_path, capture_output=True, text=True, check=False)
+  failing = run("test_failing.py")
+  assert failing.returncode == 1, failing.stdout + failing.stderr
+  assert "1 failed, 1 passed" in failing.stdout
+  passing = run("test_passing.py")
+  assert passing.returncode == 0, passing.stdout + passing.stderr
+  assert subprocess.run([sys.executable, runner], capture_output=True,
+                        check=False).returncode == 2
 
 
 def _run_bazel_query(bazel: str, output_base: pathlib.Path):

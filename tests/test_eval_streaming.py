@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from bigbigan_tf import config
 from bigbigan_tf import data
-from bigbigan_tf import evaluate
+from bigbigan_tf.evaluation import evaluator as evaluate
 from bigbigan_tf.evaluation import feature_store
 from bigbigan_tf.evaluation import linear_probe as probe
 from bigbigan_tf.networks import common
@@ -242,7 +242,7 @@ def test_evaluate_tool_passes_feature_dir_as_a_gin_binding(monkeypatch,
   spec.loader.exec_module(tool)
   calls = []
   monkeypatch.setattr(
-      tool.evaluate, "evaluate_model_dir",
+      tool.model_dir_eval, "evaluate_model_dir",
       lambda *args: calls.append(args) or {"knn5_top1": 0.5})
   argv = ["evaluate.py", f"--model_dir={tmp_path}",
           "--gin_bindings=evaluation.probe_steps = 10",

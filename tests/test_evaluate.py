@@ -11,7 +11,10 @@ import tensorflow as tf
 
 from bigbigan_tf import config
 from bigbigan_tf import data
-from bigbigan_tf import evaluate
+from bigbigan_tf import export
+from bigbigan_tf import restore
+from bigbigan_tf.evaluation import evaluator as evaluate
+from bigbigan_tf.evaluation import model_dir as model_dir_eval
 from bigbigan_tf import export
 from bigbigan_tf import training
 from bigbigan_tf.evaluation import feature_extractors
@@ -33,7 +36,7 @@ def trained_dir(smoke_run_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def restored(trained_dir):
-  return training.restore_inference_model(trained_dir)
+  return restore.restore_inference_model(trained_dir)
 
 
 def _pixel_stats_extractor():
@@ -52,7 +55,7 @@ def _pixel_stats_extractor():
 
 def test_checkpoint_and_exported_module_give_the_same_figures(
     trained_dir, restored, tmp_path):
-  results = evaluate.evaluate_model_dir(trained_dir, None, (), EVAL_BINDINGS)
+  results = model_dir_eval.evaluate_model_dir(trained_dir, None, (), EVAL_BINDINGS)
   assert json.load(open(os.path.join(trained_dir, "eval.json"))) == results
   for key in ("linear_probe_avepool_top1", "linear_probe_bn_crelu_top5",
               "knn5_top1", "reconstruction_same_class",
@@ -74,7 +77,7 @@ def test_checkpoint_and_exported_module_give_the_same_figures(
   config.parse([os.path.join(trained_dir, "config.gin")], EVAL_BINDINGS + [
       f"evaluation.feature_dir = '{tmp_path / 'features'}'"])
   hub_results = evaluate.evaluate_model(
-      evaluate.ExportedBigBiGAN(paths["bigbigan"]))
+      export.ExportedBigBiGAN(paths["bigbigan"]))
   assert os.path.exists(tmp_path / "features" / "encoder_train" /
                         "features.npy")
   assert hub_results.keys() == results.keys()
@@ -112,18 +115,18 @@ def test_hub_module_without_expected_outputs_is_refused(tmp_path):
   path = str(tmp_path / "not_bigbigan")
   tf.saved_model.save(module, path, signatures={"encode": module.f})
   with pytest.raises(ValueError, match="expected signatures|lacks outputs"):
-    evaluate.ExportedBigBiGAN(path)
+    export.ExportedBigBiGAN(path)
 
 
 def test_model_dir_without_checkpoint_is_refused(tmp_path, trained_dir):
   with pytest.raises(ValueError, match="no config.gin"):
-    evaluate.evaluate_model_dir(str(tmp_path))
+    model_dir_eval.evaluate_model_dir(str(tmp_path))
   empty = tmp_path / "run"
   empty.mkdir()
   (empty / "config.gin").write_text(
       open(os.path.join(trained_dir, "config.gin")).read())
   with pytest.raises(ValueError, match="No checkpoint"):
-    evaluate.evaluate_model_dir(str(empty))
+    model_dir_eval.evaluate_model_dir(str(empty))
 
 
 class _PairingModel:

@@ -2,7 +2,7 @@
 
 Values at smoke size (gin/smoke.gin, freshly initialised); the interface
 (signature names, output keys, dtypes, shapes) also at paper size
-(gin/paper_resnet50.gin, DESIGN.md section 7), read from the written
+(gin/paper_resnet50.gin, docs/design.md section 7), read from the written
 saved_model.pb. Downstream use is exercised the three ways users load it:
 `hub.load(...).signatures`, Keras 3's TFSMLayer and tf_keras' hub.KerasLayer.
 The tools run as subprocesses (their absl flags stay out of this process).
@@ -24,6 +24,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 import tensorflow_hub as hub
 
 from bigbigan_tf import export
+from bigbigan_tf import restore
 from bigbigan_tf.networks import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def _f32(shape):
   return ("float32", list(shape))
 
 
-# DESIGN.md section 7 for the ResNet-50 module, plus reconstruct and
+# docs/design.md section 7 for the ResNet-50 module, plus reconstruct and
 # serving_default (= generate): signature -> (inputs, outputs), each
 # name -> (dtype, shape), -1 the batch.
 PAPER_INTERFACE = {
@@ -195,8 +196,8 @@ def test_signatures_equal_live_model(smoke_model, exported):
   x_d = _images(seed=1)
   scores = signatures["discriminate"](x=x_d, z=z)
   live_scores = smoke_model.discriminate(x_d, z, training=False)
-  assert set(scores) == set(export.SCORE_KEYS)
-  for key in export.SCORE_KEYS:
+  assert set(scores) == set(common.SCORE_KEYS)
+  for key in common.SCORE_KEYS:
     assert scores[key].shape == (BATCH,)
     _close(scores[key], live_scores[key])
 
@@ -420,10 +421,9 @@ def test_model_to_export_arguments(monkeypatch):
   with pytest.raises(ValueError, match="needs model_dir"):
     export.model_to_export(checkpoint="/run/ckpt-1", gin_files=[SMOKE_GIN])
   calls = []
-  fake_training = types.ModuleType("bigbigan_tf.training")
-  fake_training.restore_inference_model = (
+  monkeypatch.setattr(
+      restore, "restore_inference_model",
       lambda model_dir, checkpoint: calls.append((model_dir, checkpoint)))
-  monkeypatch.setitem(sys.modules, "bigbigan_tf.training", fake_training)
   export.model_to_export("/run", "/run/ckpt-7")
   export.model_to_export("/run")
   assert calls == [("/run", "/run/ckpt-7"), ("/run", None)]

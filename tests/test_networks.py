@@ -108,18 +108,20 @@ def test_encoder_any_resolution_and_architecture(architecture):
     assert out["avepool_feat"].shape == (2, 2 * 4 * 2 * 2)
 
 
-def test_revnet_units_are_reversible_and_resnet_are_not():
+def test_revnet_units_are_all_reversible_and_resnet_units_are_not():
   revnet = networks.Encoder(resolution=32, architecture="revnet",
                             base_channels=2, units_per_stage=(3,), z_dim=4,
                             mlp_width=8, stem="small")
-  kinds = [type(u).__name__ for u in revnet.units]
-  assert kinds == ["BottleneckUnitV2", "ReversibleUnit", "ReversibleUnit"]
+  assert [type(u).__name__ for u in revnet.units] == ["ReversibleUnit"] * 3
+  resnet = networks.Encoder(resolution=32, base_channels=2,
+                            units_per_stage=(3,), z_dim=4, mlp_width=8,
+                            stem="small")
+  assert [type(u).__name__ for u in resnet.units] == ["BottleneckUnitV2"] * 3
   unit = revnet.units[1]
   x = tf.random.normal([2, 8, 8, 8])
   y = unit(x, training=False)
-  # Invert: x2 = y2 - G(y1), x1 = y1 - F(x2).
-  y1, y2 = tf.split(y, 2, axis=-1)
-  x2 = y2 - unit.g(y1, training=False)
+  # Invert [x2, x1 + f(x2)]: x2 is the first half, x1 = y1 - f(x2).
+  x2, y1 = tf.split(y, 2, axis=-1)
   x1 = y1 - unit.f(x2, training=False)
   np.testing.assert_allclose(tf.concat([x1, x2], -1), x, atol=1e-5)
 
@@ -238,8 +240,11 @@ COMPARE_GAN_G128 = 70.4e6
 RESNET50_BACKBONE = 23_500_352
 D128_F_PARAMS = 86_446_370
 D128_PARAMS = 160_375_076
-REVNET50X4_BACKBONE = 251_681_024
-REVNET50X4_TOTAL = 370_153_968
+REVNET50X4_BACKBONE = 85_765_632
+REVNET50X4_TOTAL = 204_238_576
+REVNET50_BACKBONE = 5_408_640
+REVNET50_TOTAL = 73_549_936
+PAPER_REVNET50X4 = 86e6
 
 
 def _backbone_params(encoder):
@@ -275,9 +280,17 @@ def test_paper_size_revnet_parameter_counts():
   revnet = networks.Encoder(resolution=128, architecture="revnet", width=4)
   backbone, total = _backbone_params(revnet), count_params(revnet)
   print(f"E RevNet-50 x4: backbone {backbone:,}, total {total:,}")
+  assert abs(backbone - PAPER_REVNET50X4) / PAPER_REVNET50X4 < 0.05
+  assert tuple(revnet.stem_conv.kernel.shape) == (7, 7, 3, 1024)
   assert backbone == REVNET50X4_BACKBONE
   assert total == REVNET50X4_TOTAL
   assert revnet(tf.zeros([1, 128, 128, 3]))["avepool_feat"].shape == (1, 8192)
+  del revnet
+  revnet = networks.Encoder(resolution=128, architecture="revnet")
+  print(f"E RevNet-50 x1: backbone {_backbone_params(revnet):,}, "
+        f"total {count_params(revnet):,}")
+  assert _backbone_params(revnet) == REVNET50_BACKBONE
+  assert count_params(revnet) == REVNET50_TOTAL
 
 
 def test_resnet101_has_33_units_and_widths_scale_channels():

@@ -51,18 +51,20 @@ from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
 from bigbigan_tf import networks
 from bigbigan_tf import training
-from bigbigan_tf.networks import encoder as encoder_lib
+from bigbigan_tf.networks import revnet as revnet_lib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TABLE_DIRS = ("table1", "table2", "table3")
 
-# The Table 1 base (DESIGN.md sections 1-5), the root every row derives from.
+# The Table 1 base (docs/design.md sections 1-5), the root every row derives
+# from.
 BASE = {
     "g_resolution": 128, "g_ch": 96, "z_dim": 120, "g_chunks": 6,
     "g_embedding_dim": 128, "g_attention": (64,),
     "e_architecture": "resnet_v2", "e_depth": 50, "e_width": 1,
     "e_resolution": 128, "e_latent_mode": "stochastic", "e_units": 16,
-    "e_reversible_units": 0, "e_feature_width": 2048, "e_mlp_width": 4096,
+    "e_reversible_units": 0, "e_reversible_backprop": False,
+    "e_feature_width": 2048, "e_mlp_width": 4096,
     "prior": "normal",
     "d_resolution": 128, "d_ch": 96, "d_scores": ("x", "z", "xz"),
     "d_attention": (64,), "d_mlp_width": 2048,
@@ -81,7 +83,7 @@ _NO_ENCODER = {k: None for k in BASE if k.startswith("e_")}
 # StandardGAN: no E, and D is F with s_x only (no H, no J).
 _STANDARD_GAN = {**_NO_ENCODER, "d_scores": ("x",), "d_mlp_width": None}
 _HIGH_RES_E = {"e_resolution": 256}
-_REVNET = {"e_architecture": "revnet", "e_reversible_units": 12}
+_REVNET = {"e_architecture": "revnet", "e_reversible_units": 16}
 _FINAL = {"encoder_lr_multiplier": 10.0, "train_steps": 1_000_000,
           "dataset_split": "train", "eval_train_split": "train",
           "eval_test_split": "validation"}
@@ -134,8 +136,9 @@ ROWS = {
 # them, and for their header).
 FRAGMENTS = ("table2/linear_eval",)
 
-# What each header must quote as the paper's figures (DESIGN.md section 6);
-# every other row must say they are not in DESIGN.md.
+# What each header must quote as the paper's figures (docs/paper_tables.md,
+# docs/design.md section 6); every other row must say they are not recorded.
+NO_FIGURES = "Paper's figures: not recorded here"
 FIGURES = {
     "table2/resnet50": ("55.4 / 77.4", "56.6 / 78.6"),
     "table2/revnet50x4": ("60.8 / 81.4", "61.3 / 81.9"),
@@ -146,10 +149,12 @@ FIGURES = {
     "table3/high_res_e_single_label_1m": ("FID 20.3",),
 }
 
-# Paper-size counts documented in README.md ("Paper-size models").
+# Paper-size counts documented in docs/paper_tables.md.
 G128_PARAMS = 70_306_116
 E_RESNET50_PARAMS = 91_641_648
 D128_PARAMS = 160_375_076
+# E RevNet-50 x4: 85,765,632 in the backbone (the paper's 86M) + the head.
+E_REVNET50X4_PARAMS = 204_238_576
 
 
 def expected_summary(row: str) -> dict:
@@ -181,29 +186,34 @@ def test_every_table_file_is_a_tested_row_or_fragment():
 
 @pytest.mark.parametrize("row", sorted(set(ROWS) | set(FRAGMENTS)))
 def test_header_states_row_changes_figures_tpu_and_command(row):
+  """Line 1 names the paper's row; then the changes, the command, the
+  paper's figures and the TPU cost (slice and time estimate)."""
   text = (ROOT / _gin_file(row)).read_text()
   header = "\n".join(re.match(r"(#[^\n]*\n)+", text).group(0).splitlines())
   table = row.split("/")[0]
   assert header.startswith(f"# Table {table[-1]} (Donahue & Simonyan 2019")
   assert "Changes" in header
   flat = " ".join(line.lstrip("# ").strip() for line in header.splitlines())
-  for figure in FIGURES.get(row, ("Paper's figures: not in DESIGN.md.",)):
+  for figure in FIGURES.get(row, (NO_FIGURES,)):
     assert figure in flat, (row, figure)
   assert re.search(r"TPU: .*v3-\d+ recommended", flat) or row in FRAGMENTS
   if row in ROWS:
     assert re.search(r"estimate about [\d,]+ h on v3-\d+", flat, re.I), row
-  # The command trains this very file (a fragment: the config including it).
-  command = header[header.index("python tools/train.py"):]
+  # The command trains this very file, named as gin resolves it from any
+  # directory (a fragment: the config including it).
+  command = header[header.index("bigbigan-train "):]
   gin_file = re.search(r"--gin_file=(\S+)", command).group(1)
   model_dir = re.search(r"--model_dir=(\S+)", command).group(1)
   if row in ROWS:
-    assert gin_file == _gin_file(row)
+    assert gin_file == f"{row}.gin"
     assert model_dir == f"gs://BUCKET/bigbigan/{row}"
     # Tables 1-2 evaluate after training (streamed); Table 3's FID/IS needs
     # an Inception binding, so those commands skip the evaluation.
     assert ("--noevaluate" in command) == row.startswith("table3/")
   else:
-    assert f"include '{_gin_file(row)}'" in (ROOT / gin_file).read_text()
+    including = (ROOT / "gin" / gin_file).read_text()
+    assert re.search(rf"^include '(gin/)?{re.escape(row)}\.gin'$", including,
+                     flags=re.M), (gin_file, row)
   assert "--tpu=TPU_NAME" in command and "DATA_DIR=" in command
 
 
@@ -215,7 +225,8 @@ def test_row_includes_its_parent(row):
   if parent is None:
     assert not includes
   else:
-    assert includes[0] == _gin_file(parent)
+    # Included by shipped name, so it resolves from any directory.
+    assert includes[0] == f"{parent}.gin"
 
 
 # -- full size -----------------------------------------------------------------
@@ -298,7 +309,7 @@ def _generator_facts(generator) -> NetworkFacts:
 
 
 def _encoder_facts(encoder) -> NetworkFacts:
-  reversible = sum(isinstance(u, encoder_lib.ReversibleUnit)
+  reversible = sum(isinstance(u, revnet_lib.ReversibleUnit)
                    for u in encoder.units)
   return NetworkFacts(
       _params(encoder), dict(encoder.constructor_arguments),
@@ -413,6 +424,7 @@ def _summary(generator: NetworkFacts, encoder: Optional[NetworkFacts],
         "e_latent_mode": encoder.attributes["latent_mode"],
         "e_units": encoder.facts["units"],
         "e_reversible_units": encoder.facts["reversible_units"],
+        "e_reversible_backprop": encoder.arguments["reversible_backprop"],
         "e_feature_width": encoder.facts["feature_width"],
         "e_mlp_width": encoder.facts["mlp_width"],
     })
@@ -480,6 +492,8 @@ def test_row_at_full_size(row):
   if row == "table1/base":
     assert counts == {"generator": G128_PARAMS, "encoder": E_RESNET50_PARAMS,
                       "discriminator": D128_PARAMS}
+  if summary["e_architecture"] == "revnet" and summary["e_width"] == 4:
+    assert counts["encoder"] == E_REVNET50X4_PARAMS
 
 
 # -- one training step at reduced width ------------------------------------------
@@ -504,9 +518,9 @@ def _shrinking_bindings(data_dir: str) -> list[str]:
   every optimisation hyperparameter but d_steps. Shrunk: channel widths
   divided by 8 (G stays narrower than D in the small-G rows, and every
   attention block keeps the 8 channels it needs), E at 4 base channels,
-  64-unit MLPs with one block, one unit per E stage (a RevNet's second
-  stage gets two, so that it keeps a reversible unit), G and D at 32x32
-  with attention at 16x16, batch 4, one D step, mnist5k.
+  64-unit MLPs with one block, one unit per E stage at depth 50 (every
+  RevNet unit is reversible), G and D at 32x32 with attention at 16x16,
+  batch 4, one D step, mnist5k.
 
   E's 4 base channels are a floor: on this CPU build (TF 2.21, oneDNN on)
   the filter gradient of a 1x1 stride-2 convolution with 8 or fewer input
@@ -538,9 +552,7 @@ def _shrinking_bindings(data_dir: str) -> list[str]:
       f"DATA_DIR = '{data_dir}'",
       "make_dataset.shuffle_buffer_size = 16",
   ]
-  if gin.query_parameter("encoder.architecture") == "revnet":
-    bindings.append("encoder.units_per_stage = (1, 2, 1, 1)")
-  elif gin.query_parameter("encoder.depth") == 50:
+  if gin.query_parameter("encoder.depth") == 50:
     bindings.append("encoder.units_per_stage = (1, 1, 1, 1)")
   return bindings
 

@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from bigbigan_tf import config
 from bigbigan_tf import losses
+from bigbigan_tf import restore
 from bigbigan_tf import training
+from bigbigan_tf.networks import common
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conftest  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -51,8 +53,8 @@ def test_encoder_and_generator_get_gradients_only_through_their_pairs():
     enc_scores = model.discriminate(x, z_hat, training=True)
     gen_scores = model.discriminate(x_hat, z, training=True)
     enc_loss, gen_loss, _ = losses.encoder_generator_loss(
-        {k: v for k, v in enc_scores.items() if k in losses.SCORE_KEYS},
-        {k: v for k, v in gen_scores.items() if k in losses.SCORE_KEYS})
+        {k: v for k, v in enc_scores.items() if k in common.SCORE_KEYS},
+        {k: v for k, v in gen_scores.items() if k in common.SCORE_KEYS})
     enc_loss, gen_loss = tf.reduce_mean(enc_loss), tf.reduce_mean(gen_loss)
   assert all(g is None for g in tape.gradient(enc_loss, g_vars))
   assert all(g is None for g in tape.gradient(gen_loss, e_vars))
@@ -95,15 +97,16 @@ def _run_steps(strategy, steps=2, global_batch=8):
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: training_worker.synthetic_dataset(global_batch, ctx))
   metrics = trainer.train_loop(iter(dataset), tf.constant(steps))
-  return {k: float(v) for k, v in metrics.items()}, _weights(trainer)
+  return ({k: float(v) for k, v in metrics.items()}, _weights(trainer),
+          _weights(reference))
 
 
 def test_two_replicas_match_one_device():
   """Same global batch and latents: 2 replicas == 1 device (rtol 1e-3)."""
   tf.keras.utils.set_random_seed(1)
-  one_metrics, one_weights = _run_steps(tf.distribute.get_strategy())
+  one_metrics, one_weights, initial = _run_steps(tf.distribute.get_strategy())
   tf.keras.utils.set_random_seed(1)
-  two_metrics, two_weights = _run_steps(conftest.two_replica_strategy())
+  two_metrics, two_weights, _ = _run_steps(conftest.two_replica_strategy())
   for key, value in one_metrics.items():
     np.testing.assert_allclose(two_metrics[key], value, rtol=1e-3, atol=1e-4,
                                err_msg=key)
@@ -111,8 +114,12 @@ def test_two_replicas_match_one_device():
   worst = max(float(np.max(np.abs(one_weights[k] - two_weights[k])))
               for k in one_weights)
   assert worst < 1e-3, worst
-  # The step did something: weights moved away from the initial copy.
-  assert one_metrics["loss/d"] > 0
+  # The steps did something: every network moved away from its initial
+  # weights (by far more than the replicas differ).
+  for role in ("generator", "encoder", "discriminator"):
+    moved = max(float(np.max(np.abs(one_weights[k] - initial[k])))
+                for k in one_weights if k.startswith(f"{role}/"))
+    assert moved > 10 * worst and moved > 1e-4, (role, moved, worst)
 
 
 def _free_port():
@@ -284,7 +291,7 @@ def test_training_writes_summaries_images_and_configs(smoke_run_dir):
   operative = open(os.path.join(model_dir, "operative_config.gin")).read()
   assert "trainer.d_steps = 1" in operative
   # Standing statistics ran on the EMA copies before they were used.
-  model = training.restore_inference_model(model_dir)
+  model = restore.restore_inference_model(model_dir)
   bn = [l for l in model.generator._flatten_layers()  # pylint: disable=protected-access
         if hasattr(l, "standing_count")]
   assert bn and all(float(l.standing_count) > 0 for l in bn)
@@ -369,3 +376,109 @@ def test_resumed_run_uses_the_configured_rates(tmp_path, data_dir):
   for name, rate in rates.items():
     expected = 3e-4 if "discriminator" in name else 2e-4
     np.testing.assert_allclose(rate, expected, rtol=1e-6, err_msg=name)
+
+
+def test_ema_copies_follow_the_weights_by_the_configured_decay():
+  """EMA = decay * old + (1 - decay) * live after an update; before
+  ema_start_step the copies equal the live weights."""
+  trainer = _trainer(tf.distribute.get_strategy(), bindings=[
+      "trainer.ema_decay = 0.75", "trainer.ema_start_step = 5"])
+  rng = np.random.default_rng(0)
+  for role in ("generator", "encoder"):  # Live weights move away from EMA.
+    for v in trainer.model.networks()[role].trainable_variables:
+      v.assign(v.numpy() + rng.normal(size=v.shape).astype(v.dtype.name))
+  before = {role: [v.numpy().copy() for v in copy.trainable_variables]
+            for role, copy in trainer.ema.items()}
+  trainer.global_step.assign(5)  # At ema_start_step: the decay applies.
+  trainer._update_ema()  # pylint: disable=protected-access
+  for role, copy in trainer.ema.items():
+    live = trainer.model.networks()[role].trainable_variables
+    for old, target, source in zip(before[role], copy.trainable_variables,
+                                   live):
+      np.testing.assert_allclose(target.numpy(),
+                                 0.75 * old + 0.25 * source.numpy(),
+                                 rtol=1e-5, atol=1e-6, err_msg=target.path)
+      assert not np.allclose(target.numpy(), old), target.path
+  trainer.global_step.assign(4)  # Before it: the copies track exactly.
+  trainer._update_ema()  # pylint: disable=protected-access
+  for role, copy in trainer.ema.items():
+    for target, source in zip(copy.trainable_variables,
+                              trainer.model.networks()[role].trainable_variables):
+      np.testing.assert_array_equal(target.numpy(), source.numpy())
+
+
+def test_adam_betas_reach_every_optimiser():
+  trainer = _trainer(tf.distribute.get_strategy(), bindings=[
+      "trainer.beta1 = 0.25", "trainer.beta2 = 0.875"])
+  assert set(trainer.optimizers) == {"generator", "encoder", "discriminator"}
+  for role, optimizer in trainer.optimizers.items():
+    assert float(optimizer.beta_1) == 0.25, role
+    assert float(optimizer.beta_2) == 0.875, role
+
+
+def test_latent_seeds_differ_for_every_step_and_substep():
+  """With many D steps, (step, substep) pairs must not share latents."""
+  trainer = _trainer(tf.distribute.get_strategy(), bindings=[
+      "trainer.d_steps = 20"])
+  seen = {}
+  for step in range(3):
+    for substep in range(trainer.d_steps + 1):
+      z, _ = trainer.strategy.run(
+          trainer._latents,  # pylint: disable=protected-access
+          args=(tf.constant(step, tf.int64), substep))
+      key = z.numpy().tobytes()
+      assert key not in seen, ((step, substep), seen.get(key))
+      seen[key] = (step, substep)
+
+
+@pytest.fixture
+def eager_functions():
+  """Runs tf.functions eagerly: tracing a step costs more than running it."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
+def test_train_loop_returns_the_mean_of_its_steps(eager_functions):
+  """A loop of 2 steps reports each metric's mean over those 2 steps."""
+  del eager_functions
+  bindings = ["trainer.d_steps = 1"]
+  stepwise = _trainer(tf.distribute.get_strategy(), bindings=bindings)
+  looped = _trainer(tf.distribute.get_strategy(), bindings=bindings)
+  for role, net in stepwise.model.networks().items():
+    for target, source in zip(looped.model.networks()[role].weights,
+                              net.weights):
+      target.assign(source)
+  data = iter(training_worker.synthetic_dataset(8))
+  first = stepwise.train_loop(data, tf.constant(1))
+  second = stepwise.train_loop(data, tf.constant(1))
+  mean = looped.train_loop(iter(training_worker.synthetic_dataset(8)),
+                           tf.constant(2))
+  for key in ("loss/d", "loss/eg", "loss_terms/d_encoder_score_x"):
+    expected = (float(first[key]) + float(second[key])) / 2
+    assert float(mean[key]) == pytest.approx(expected, rel=1e-4), key
+  # Not the last step's value (the two steps' losses differ).
+  assert float(first["loss/eg"]) != pytest.approx(float(second["loss/eg"]),
+                                                  rel=1e-3)
+
+
+def test_train_restores_the_callers_precision_policy(tmp_path, data_dir,
+                                                    eager_functions):
+  del eager_functions
+  import keras  # pylint: disable=g-import-not-at-top
+  assert keras.mixed_precision.global_policy().name == "float32"
+  seen = []
+  original = training.Trainer.__init__
+
+  def recording_init(self, *args, **kwargs):
+    seen.append(keras.mixed_precision.global_policy().name)
+    original(self, *args, **kwargs)
+
+  training.Trainer.__init__ = recording_init
+  try:
+    training_worker.train(str(tmp_path / "bf16"), data_dir, 1,
+                          "train.mixed_precision = True")
+  finally:
+    training.Trainer.__init__ = original
+  assert seen == ["mixed_bfloat16"]  # In effect while training ...
+  assert keras.mixed_precision.global_policy().name == "float32"  # ... only.

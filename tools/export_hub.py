@@ -3,12 +3,12 @@ r"""Exports a BigBiGAN as SavedModels for TF-Hub, Keras 3 and tf_keras.
 From a training run (EMA weights, standing BN statistics, latest checkpoint
 unless --checkpoint names one):
 
-  python tools/export_hub.py --model_dir=/tmp/quickstart \
+  bigbigan-export --model_dir=/tmp/quickstart \
       --export_dir=/tmp/quickstart_export
 
 From fresh weights of a config (to inspect the interface, and for tests):
 
-  python tools/export_hub.py --gin_file=gin/paper_resnet50.gin \
+  bigbigan-export --gin_file=paper_resnet50.gin \
       --export_dir=/tmp/bigbigan_paper
 
 Writes <export_dir>/bigbigan (signatures generate, encode, discriminate,
@@ -17,16 +17,16 @@ reconstruct, serving_default), <export_dir>/encoder and <export_dir>/generator
 --export_dir unless --overwrite.
 """
 
-import os
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bigbigan_tf.tools import log_progress
+from bigbigan_tf.tools import quiet_native_start
 
-from bigbigan_tf import export  # pylint: disable=g-import-not-at-top
+with quiet_native_start():
+  import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
+  from bigbigan_tf import export
+  tf.config.list_logical_devices()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None,
@@ -45,7 +45,7 @@ flags.mark_flag_as_required("export_dir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  log_progress()
   try:
     export.check_destination(FLAGS.export_dir, FLAGS.overwrite)
     model = export.model_to_export(FLAGS.model_dir, FLAGS.checkpoint,
@@ -58,5 +58,10 @@ def main(argv):
     print(f"{part}: {path}")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

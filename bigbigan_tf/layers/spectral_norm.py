@@ -7,7 +7,7 @@ in the forward pass, where sigma is estimated by power iteration:
 
 u and v are stop-gradient, so the gradient flows through W in both the
 numerator and sigma (unlike `keras.layers.SpectralNormalization`, which assigns
-W / sigma back into W and blocks that gradient, DESIGN.md section 8). u is a
+W / sigma back into W and blocks that gradient, docs/design.md section 8). u is a
 persistent non-trainable variable: one power iteration per training call
 updates it; inference calls (training=False/None) never do, so evaluation and
 export are deterministic.

@@ -20,6 +20,8 @@ BN_CRELU_FEAT = "bn_crelu_feat"
 SCORE_X = "score_x"
 SCORE_Z = "score_z"
 SCORE_XZ = "score_xz"
+# Every score D can emit, in this order.
+SCORE_KEYS = (SCORE_X, SCORE_Z, SCORE_XZ)
 FEATURES_X = "features_x"
 
 
@@ -82,3 +84,24 @@ def clone(model, seed: Optional[int] = None):
     return type(model)(**model.constructor_arguments)
   finally:
     random.setstate(state)
+
+
+def pool_to_resolution(images: tf.Tensor, resolution: int) -> tf.Tensor:
+  """Average-pools square images [N, s, s, C] down to [N, r, r, C].
+
+  How D sees E's input when E works at a higher resolution than G and D
+  (2x2 average pooling from 256 to 128, as in the released modules).
+
+  Raises:
+    ValueError: the images' static size is unknown or not a multiple of
+      `resolution`.
+  """
+  size = images.shape[1]
+  if size is None or size % resolution:
+    raise ValueError(f"Images of size {size} cannot be pooled to "
+                     f"{resolution}x{resolution}: expected a known multiple "
+                     f"of {resolution}.")
+  factor = size // resolution
+  if factor == 1:
+    return images
+  return tf.nn.avg_pool2d(images, factor, factor, "VALID")

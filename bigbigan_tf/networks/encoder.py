@@ -1,33 +1,53 @@
 """BigBiGAN's encoder E: ResNet-v2 or RevNet backbone, residual MLP head.
 
-Backbones (units per stage; stage outputs 256, 512, 1024, 2048 channels
-times `width` at base_channels=64):
-  resnet_v2 depth 50:  3, 4, 6, 3        depth 101: 3, 4, 23, 3
-  revnet    depth 50:  3, 4, 6, 3 (first unit of each stage is a
-            down-sampling pre-activation bottleneck, the rest are reversible:
-            x = [x1, x2], y1 = x1 + F(x2), y2 = x2 + G(y1), with F and G
-            pre-activation bottlenecks on half the channels)
+Backbones, as data (`BACKBONES`): units per stage for each depth, the root
+convolution's width and whether the last BN is followed by a ReLU. Stage s
+has 2**s * 4 * base_channels * width channels (256, 512, 1024, 2048 times
+`width` at base_channels 64), in both:
+  resnet_v2 (depth 50: 3, 4, 6, 3 units; 101: 3, 4, 23, 3): a root
+    convolution to base_channels * width, then pre-activation bottleneck
+    units (projection shortcut and stride 2 in each stage's first unit),
+    BN + ReLU at the end.
+  revnet (depth 50: 3, 4, 6, 3), the RevNet of Kolesnikov, Zhai & Beyer
+    2019 that the paper uses (docs/design.md section 1): the root
+    convolution goes straight to 4 * base_channels * width channels, the
+    only learned channel growth; every unit is reversible,
+    [x1, x2] -> [x2, x1 + f(x2)], with f one pre-activation bottleneck from
+    C/2 to C/2 channels (inner width C/8, no shortcut of its own); between
+    stages a parameter-free transition (2x2 average pooling, channels
+    zero-padded to twice as many, bigbigan_tf/networks/revnet.py); BN
+    without ReLU at the end. `reversible_backprop` back-propagates through
+    each stage by reconstructing the units' inputs instead of storing the
+    activations (same gradients; memory figures in docs/benchmarks.md).
 
-Then BN + ReLU, global average pooling (`avepool_feat`, 2048 * width wide),
-a parameter-free BN and CReLU of it (`bn_crelu_feat`, twice as wide), and a
+Then global average pooling (`avepool_feat`, 2048 * width wide), a
+parameter-free BN and CReLU of it (`bn_crelu_feat`, twice as wide), and a
 4-layer, 4096-unit residual MLP (2 blocks, BN + ReLU) into linear mu and
-sigma-hat heads. Latent modes (DESIGN.md section 1):
+sigma-hat heads. Latent modes (docs/design.md section 1):
   stochastic:    z = mu + eps * softplus(sigma_hat),  eps ~ N(0, I)
   deterministic: z = mu
   uniform:       z = tanh(mu), paired with a U(-1, 1) prior
 Cross-replica BN everywhere, no spectral norm.
 
 Parameter counts (trainable, resolution 128, z_dim 120; asserted in
-tests/test_networks.py::test_paper_size_parameter_counts):
+tests/test_networks.py):
   ResNet-v2-50 x1 backbone: 23,500,352 (torchvision's ResNet-50 without
   its fc layer: 23,508,032; v2 moves BN/ReLU before the convs, leaving one
   BN per unit's input where v1 had one after the last conv).
-  The 4096-wide head adds 2048*4096 + 3 * 4096^2 + biases + BN + 2 * 4096*120.
-  RevNet-50 x4 total: see `REVNET50X4_TOTAL` in the tests and the README.
+  The 4096-wide head: 68,141,296 on 2048 features (two 2048 x 4096
+  matrices, the first linear layer and the first block's shortcut
+  projection, 3 more 4096 x 4096, biases, BN, 2 x 4096 x 120 for mu and
+  sigma-hat); each feature beyond 2048 adds 2 x 4096.
+  RevNet-50 backbones: x1 5,408,640 (total 73,549,936); x2 21,576,192
+  (total 106,494,704); x4 85,765,632, the paper's 86M (total 204,238,576).
+  A RevNet unit on C channels has 17/64 C^2 conv weights (C/2 x C/8,
+  9 (C/8)^2, C/8 x C/2) + 3/2 C BN parameters, a quarter of a same-width
+  ResNet-v2 bottleneck's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
 import keras
@@ -36,11 +56,32 @@ import tensorflow as tf
 from bigbigan_tf import layers
 from bigbigan_tf.networks import common
 from bigbigan_tf.networks import mlp
+from bigbigan_tf.networks import revnet as revnet_lib
 
 RESNET_V2 = "resnet_v2"
 REVNET = "revnet"
-ARCHITECTURES = (RESNET_V2, REVNET)
-UNITS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """What distinguishes the backbones (the encoder builds both from this).
+
+  Attributes:
+    units_per_stage: depth -> units in each stage.
+    root_channels: width of the root convolution, in base_channels * width.
+    final_relu: ReLU after the last BN (ResNet-v2) or not (RevNet).
+  """
+  units_per_stage: dict[int, tuple[int, ...]]
+  root_channels: int
+  final_relu: bool
+
+
+BACKBONES = {
+    RESNET_V2: Backbone({50: (3, 4, 6, 3), 101: (3, 4, 23, 3)},
+                        root_channels=1, final_relu=True),
+    REVNET: Backbone({50: (3, 4, 6, 3)}, root_channels=4, final_relu=False),
+}
+ARCHITECTURES = tuple(BACKBONES)
 
 STOCHASTIC = "stochastic"
 DETERMINISTIC = "deterministic"
@@ -76,13 +117,15 @@ class BottleneckFunction(keras.layers.Layer):
     self.bn2 = layers.CrossReplicaBatchNorm(name="bn2")
     self.conv3 = _conv(out_channels, 1, name="conv3")
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, update_statistics=True):
+    bn = lambda layer, h: tf.nn.relu(layer(
+        h, training=training, update_statistics=update_statistics))
     h = inputs
     if self.bn0 is not None:
-      h = tf.nn.relu(self.bn0(h, training=training))
+      h = bn(self.bn0, h)
     h = self.conv1(h)
-    h = self.conv2(tf.nn.relu(self.bn1(h, training=training)))
-    return self.conv3(tf.nn.relu(self.bn2(h, training=training)))
+    h = self.conv2(bn(self.bn1, h))
+    return self.conv3(bn(self.bn2, h))
 
 
 class BottleneckUnitV2(keras.layers.Layer):
@@ -109,24 +152,6 @@ class BottleneckUnitV2(keras.layers.Layer):
     return shortcut + self.residual(preact, training=training)
 
 
-class ReversibleUnit(keras.layers.Layer):
-  """RevNet unit on [x1, x2]: y1 = x1 + F(x2); y2 = x2 + G(y1)."""
-
-  def __init__(self, channels: int, **kwargs):
-    super().__init__(**kwargs)
-    if channels % 2:
-      raise ValueError(f"ReversibleUnit needs an even channel count, got "
-                       f"{channels}.")
-    self.f = BottleneckFunction(channels // 2, name="f")
-    self.g = BottleneckFunction(channels // 2, name="g")
-
-  def call(self, inputs, training=None):
-    x1, x2 = tf.split(inputs, 2, axis=-1)
-    y1 = x1 + self.f(x2, training=training)
-    y2 = x2 + self.g(y1, training=training)
-    return tf.concat([y1, y2], axis=-1)
-
-
 @common.keras_configurable("encoder")
 class Encoder(keras.Model):
   """E: images [N, res, res, 3] in [-1, 1] -> dict of latents and features.
@@ -137,18 +162,28 @@ class Encoder(keras.Model):
   overrides the N(0, I) noise of the stochastic mode (for reproducible
   distributed steps).
 
+  `units` lists every residual unit in order (ReversibleUnits for the
+  RevNet); `stem_conv` is the root convolution (its filters are shown in
+  the training image grid).
+
   Args:
     resolution: input size E is built for (128 or 256 at paper size).
     architecture: "resnet_v2" or "revnet".
     depth: 50 or 101 (ResNet-v2); 50 (RevNet).
     width: channel multiplier (1, 2, 4).
-    base_channels: stem width at width 1 (64 at paper size).
+    base_channels: the ResNet's root width at width 1 (64 at paper size);
+      the RevNet's root convolution is 4 times as wide.
     units_per_stage: overrides the depth's units per stage (small models).
-    stem: "imagenet" or "small" (no down-sampling stem, for 32x32 inputs).
+    stem: "imagenet" (conv 7x7 / 2 + max-pool 3x3 / 2) or "small" (conv
+      3x3 / 1, no down-sampling, for 32x32 inputs).
     z_dim: latent width (= G's).
     latent_mode: "stochastic", "deterministic" or "uniform".
     mlp_width: units of the head's MLP (4096).
     mlp_blocks: residual blocks of the head's MLP (2, i.e. 4 layers).
+    reversible_backprop: RevNet only: back-propagate through each stage by
+      reconstructing activations from the stage's output instead of storing
+      them (bigbigan_tf/networks/revnet.py). Same gradients, less memory,
+      about one more forward pass of the stages' compute.
   """
 
   def __init__(self,
@@ -163,6 +198,7 @@ class Encoder(keras.Model):
                latent_mode: str = STOCHASTIC,
                mlp_width: int = 4096,
                mlp_blocks: int = 2,
+               reversible_backprop: bool = False,
                name: str = "encoder"):
     arguments = common.arguments_of(locals())
     super().__init__(name=name)
@@ -175,30 +211,44 @@ class Encoder(keras.Model):
                        f"got {latent_mode!r}.")
     if stem not in STEMS:
       raise ValueError(f"Encoder stem must be one of {STEMS}, got {stem!r}.")
+    if reversible_backprop and architecture != REVNET:
+      raise ValueError(f"Encoder reversible_backprop=True needs architecture="
+                       f"{REVNET!r} (reversible units), got architecture="
+                       f"{architecture!r}.")
+    spec = BACKBONES[architecture]
     if units_per_stage is None:
-      valid = (50,) if architecture == REVNET else tuple(UNITS_PER_STAGE)
-      if depth not in valid:
+      if depth not in spec.units_per_stage:
         raise ValueError(f"Encoder depth for {architecture} must be one of "
-                         f"{valid}, got {depth}.")
-      units_per_stage = UNITS_PER_STAGE[depth]
+                         f"{tuple(spec.units_per_stage)}, got {depth}.")
+      units_per_stage = spec.units_per_stage[depth]
+    units_per_stage = tuple(int(n) for n in units_per_stage)
+    if not units_per_stage or min(units_per_stage) < 1:
+      raise ValueError(f"Encoder units_per_stage must list at least one "
+                       f"unit per stage, got {units_per_stage}.")
     self.resolution = resolution
     self.z_dim = z_dim
     self.latent_mode = latent_mode
-    stem_channels = base_channels * width
+    self.architecture = architecture
+    self.reversible_backprop = reversible_backprop
+    self._final_relu = spec.final_relu
+    self._units_per_stage = units_per_stage
+    root_channels = spec.root_channels * base_channels * width
     if stem == IMAGENET_STEM:
-      self.stem_conv = _conv(stem_channels, 7, 2, name="stem_conv")
+      self.stem_conv = _conv(root_channels, 7, 2, name="stem_conv")
     else:
-      self.stem_conv = _conv(stem_channels, 3, 1, name="stem_conv")
+      self.stem_conv = _conv(root_channels, 3, 1, name="stem_conv")
     self._stem_pool = stem == IMAGENET_STEM
     self.units = []
     for stage, num_units in enumerate(units_per_stage):
       channels = base_channels * 4 * width * 2**stage
       for unit in range(num_units):
-        strides = 2 if (unit == 0 and stage > 0) else 1
         name = f"stage{stage}_unit{unit}"
-        if architecture == REVNET and unit > 0:
-          self.units.append(ReversibleUnit(channels, name=name))
+        if architecture == REVNET:
+          # f maps C/2 to C/2 channels through a C/8-wide bottleneck.
+          residual = BottleneckFunction(channels // 2, name="f")
+          self.units.append(revnet_lib.ReversibleUnit(residual, name=name))
         else:
+          strides = 2 if (unit == 0 and stage > 0) else 1
           self.units.append(BottleneckUnitV2(channels, strides, name=name))
     self.final_bn = layers.CrossReplicaBatchNorm(name="final_bn")
     self.feature_bn = layers.CrossReplicaBatchNorm(
@@ -221,9 +271,21 @@ class Encoder(keras.Model):
     h = self.stem_conv(x)
     if self._stem_pool:
       h = tf.nn.max_pool2d(h, 3, 2, "SAME")
-    for unit in self.units:
-      h = unit(h, training=training)
-    h = tf.nn.relu(self.final_bn(h, training=training))
+    if self.architecture == REVNET:
+      first = 0
+      for stage, num_units in enumerate(self._units_per_stage):
+        if stage > 0:
+          h = revnet_lib.pool_and_double_channels(h)
+        h = revnet_lib.reversible_sequence(
+            self.units[first:first + num_units], h, training=training,
+            recompute=self.reversible_backprop)
+        first += num_units
+    else:
+      for unit in self.units:
+        h = unit(h, training=training)
+    h = self.final_bn(h, training=training)
+    if self._final_relu:
+      h = tf.nn.relu(h)
     return tf.reduce_mean(h, axis=[1, 2])
 
   def call(self, x, training=None, epsilon=None):

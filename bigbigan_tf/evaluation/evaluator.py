@@ -1,4 +1,4 @@
-"""Evaluation of a trained encoder and generator (DESIGN.md section 5).
+"""Evaluation of a trained encoder and generator (docs/design.md section 5).
 
 `evaluate_model(model, ...)` measures a BigBiGAN (its encoder and generator
 as given, e.g. EMA weights with standing statistics):
@@ -17,8 +17,10 @@ as given, e.g. EMA weights with standing statistics):
     s_xz tells a matched (x, z) pair from the same x with another example's
     z (0.5: s_xz does not depend on the pairing, so E gets no signal from it
     to invert G).
-`evaluate_model_dir(model_dir)` restores the EMA model of a training run,
-evaluates it and writes eval.json and TensorBoard summaries into model_dir.
+`evaluation.model_dir.evaluate_model_dir(model_dir)` restores the EMA model
+of a training run, evaluates it with this and writes eval.json and
+TensorBoard summaries into model_dir. Exported modules are evaluated through
+`export.ExportedBigBiGAN`, which has the same interface.
 
 Small datasets are evaluated in memory. For ImageNet, bind
 `evaluation.feature_dir` to a local directory: the splits are then streamed
@@ -29,7 +31,6 @@ chunks, with the same figures (see `evaluate_model`).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Iterable, Optional, Union
 
@@ -37,7 +38,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from bigbigan_tf import config
+from bigbigan_tf import bindings
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import feature_extractors
@@ -45,78 +46,6 @@ from bigbigan_tf.evaluation import feature_store
 from bigbigan_tf.evaluation import linear_probe as probe_lib
 from bigbigan_tf.evaluation import metrics
 from bigbigan_tf.networks import common
-
-RESULTS_FILE = "eval.json"
-
-
-class ExportedBigBiGAN:
-  """A BigBiGAN SavedModel exported by bigbigan_tf.export (or one with the
-  released modules' signatures), with the interface evaluate_model uses.
-
-  Raises:
-    ValueError: the module lacks the encode/generate/reconstruct signatures
-      or their expected outputs.
-  """
-
-  REQUIRED = {"encode": (common.Z_MEAN, common.AVEPOOL_FEAT),
-              "generate": ("default",),
-              "reconstruct": ("default",)}
-
-  def __init__(self, handle: str):
-    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
-    self.module = hub.load(handle)
-    signatures = self.module.signatures
-    for name, keys in self.REQUIRED.items():
-      if name not in signatures:
-        raise ValueError(f"{handle}: expected signatures {sorted(self.REQUIRED)}"
-                         f", found {sorted(signatures.keys())}.")
-      found = sorted(signatures[name].structured_outputs)
-      missing = [k for k in keys if k not in found]
-      if missing:
-        raise ValueError(f"{handle}: signature {name!r} lacks outputs "
-                         f"{missing}; expected {list(keys)}, found {found}.")
-    self._encode = signatures["encode"]
-    self._reconstruct = signatures["reconstruct"]
-    self._generate = signatures["generate"]
-    (self._x_name, x_spec), = self._encode.structured_input_signature[1].items()
-    (self._z_name, z_spec), = self._generate.structured_input_signature[1].items()
-    self.encoder_resolution = int(x_spec.shape[1])
-    self.z_dim = int(z_spec.shape[1])
-    self.resolution = int(self._generate.structured_outputs["default"].shape[1])
-    self._discriminate = signatures.get("discriminate")
-
-  @property
-  def has_joint_score(self) -> bool:
-    """Whether the module has D's joint score s_xz."""
-    return (self._discriminate is not None and
-            common.SCORE_XZ in self._discriminate.structured_outputs)
-
-  def discriminate(self, x, z, training=None):
-    del training
-    if self._discriminate is None:
-      raise ValueError("This module has no 'discriminate' signature.")
-    # The image input is the rank-4 one, the latent the rank-2 one.
-    inputs = {name: (x if spec.shape.rank == 4 else z) for name, spec in
-              self._discriminate.structured_input_signature[1].items()}
-    return self._discriminate(**{name: tf.convert_to_tensor(value)
-                                 for name, value in inputs.items()})
-
-  def encoder(self, x, training=None):
-    del training  # The module is inference-only.
-    return self._encode(**{self._x_name: tf.convert_to_tensor(x)})
-
-  def reconstruct(self, x, training=None):
-    del training
-    return self._reconstruct(**{self._x_name: tf.convert_to_tensor(x)})["default"]
-
-  def generate(self, z, training=None):
-    del training
-    return self._generate(**{self._z_name: tf.convert_to_tensor(z)})["default"]
-
-  def pool_for_discriminator(self, x):
-    factor = self.encoder_resolution // self.resolution
-    return x if factor == 1 else tf.nn.avg_pool2d(x, factor, factor, "VALID")
-
 
 def _map_batches(fn: Callable, images: np.ndarray,
                  batch_size: int) -> np.ndarray:
@@ -353,6 +282,42 @@ class _StreamedSplits:
             for images, _ in self.test_batches())
 
 
+def _check_evaluation_options(feature_dtype: str,
+                              pixel_probe_max_examples: Optional[int]) -> None:
+  if feature_dtype not in feature_store.DTYPES:
+    raise ValueError(f"evaluation.feature_dtype must be one of "
+                     f"{feature_store.DTYPES}; received {feature_dtype!r}.")
+  if pixel_probe_max_examples is not None and (
+      isinstance(pixel_probe_max_examples, bool) or
+      not isinstance(pixel_probe_max_examples, int) or
+      pixel_probe_max_examples < 1):
+    raise ValueError("evaluation.pixel_probe_max_examples must be None or an "
+                     f"int >= 1; received {pixel_probe_max_examples!r}.")
+
+
+def _encoder_figures(splits, encoder, prefix: str, probe_steps: int,
+                     knn_k: Optional[int] = None) -> dict[str, float]:
+  """Linear probes (and kNN when knn_k is given) on an encoder's features."""
+  train_f, train_y, test_f, test_y = splits.features(
+      encoder, prefix.rstrip("_") or "encoder")
+  results = _probe_results(train_f, train_y, test_f, test_y, probe_steps,
+                           prefix)
+  if knn_k is not None:
+    results[f"{prefix}knn{knn_k}_top1"] = probe_lib.knn_accuracy(
+        train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
+  return results
+
+
+def _pixel_probe(splits, pool: Callable, max_examples: Optional[int],
+                 num_steps: int) -> tuple[Callable, float]:
+  """A linear probe on raw pixels (pooled to D's resolution): the default
+  reconstruction classifier, and its held-out top-1."""
+  probe = probe_lib.linear_probe(*splits.pixel_features(max_examples),
+                                 num_steps=num_steps)
+  flat = lambda x: _pool_array(pool, x).reshape(len(x), -1)
+  return (lambda x: flat(x) @ probe.weights + probe.bias), probe.top1
+
+
 @gin.configurable("evaluation", denylist=["model"])
 def evaluate_model(model: model_lib.BigBiGAN,
                    dataset: str = "mnist5k",
@@ -425,17 +390,9 @@ def evaluate_model(model: model_lib.BigBiGAN,
     ValueError: a bad feature_dtype or pixel_probe_max_examples, a
       non-local feature_dir, or empty splits.
   """
-  if feature_dtype not in feature_store.DTYPES:
-    raise ValueError(f"evaluation.feature_dtype must be one of "
-                     f"{feature_store.DTYPES}; received {feature_dtype!r}.")
-  if pixel_probe_max_examples is not None and (
-      isinstance(pixel_probe_max_examples, bool) or
-      not isinstance(pixel_probe_max_examples, int) or
-      pixel_probe_max_examples < 1):
-    raise ValueError("evaluation.pixel_probe_max_examples must be None or an "
-                     f"int >= 1; received {pixel_probe_max_examples!r}.")
+  _check_evaluation_options(feature_dtype, pixel_probe_max_examples)
   if data_dir is None:  # Read the data where training read it.
-    data_dir = config.bound_value("make_dataset.data_dir")
+    data_dir = bindings.bound_value("make_dataset.data_dir")
 
   def make_splits(train, test, resolution, pool):
     if feature_dir is None:
@@ -453,24 +410,16 @@ def evaluate_model(model: model_lib.BigBiGAN,
   pool = model.pool_for_discriminator
   splits = make_splits(train_split, test_split, model.encoder_resolution, pool)
 
-  train_f, train_y, test_f, test_y = splits.features(model.encoder, "encoder")
-  results = _probe_results(train_f, train_y, test_f, test_y, probe_steps, "")
-  results[f"knn{knn_k}_top1"] = probe_lib.knn_accuracy(
-      train_f, train_y, test_f, test_y, k=knn_k, metric="cosine")
+  results = _encoder_figures(splits, model.encoder, "", probe_steps, knn_k)
   if random_encoder_baseline and hasattr(model.encoder,
                                          "constructor_arguments"):
     fresh = common.clone(model.encoder, seed=seed)
-    results.update(_probe_results(*splits.features(fresh, "random_encoder"),
-                                  probe_steps, "random_encoder_"))
-
+    results.update(_encoder_figures(splits, fresh, "random_encoder_",
+                                    probe_steps))
   if pixel_classifier is None:
-    pixel_probe = probe_lib.linear_probe(
-        *splits.pixel_features(pixel_probe_max_examples),
-        num_steps=probe_steps if pixel_probe_steps is None
-        else pixel_probe_steps)
-    results["pixel_linear_probe_top1"] = pixel_probe.top1
-    flat = lambda x: _pool_array(pool, x).reshape(len(x), -1)
-    pixel_classifier = lambda x: flat(x) @ pixel_probe.weights + pixel_probe.bias
+    pixel_classifier, results["pixel_linear_probe_top1"] = _pixel_probe(
+        splits, pool, pixel_probe_max_examples,
+        probe_steps if pixel_probe_steps is None else pixel_probe_steps)
   results.update(_reconstruction_scores(model, pixel_classifier,
                                         splits.test_batches()))
   if getattr(model, "has_joint_score", True):
@@ -531,35 +480,7 @@ def sample_quality(model, extractor: Callable,
   return results
 
 
-def evaluate_model_dir(model_dir: str,
-                       checkpoint: Optional[str] = None,
-                       gin_files=(), gin_bindings=()) -> dict[str, float]:
-  """Evaluates the EMA model of a training run; writes eval.json there.
-
-  The run's config.gin is parsed first, then `gin_files` and `gin_bindings`
-  (evaluation settings such as the feature extractor).
-
-  Raises:
-    ValueError: model_dir has no config or no checkpoint.
-  """
-  from bigbigan_tf import training  # pylint: disable=g-import-not-at-top
-  model = training.restore_inference_model(model_dir, checkpoint)
-  if gin_files or gin_bindings:
-    config.parse(gin_files, gin_bindings, clear=False)
-  results = evaluate_model(model)
-  with tf.io.gfile.GFile(os.path.join(model_dir, RESULTS_FILE), "w") as f:
-    json.dump(results, f, indent=2, sort_keys=True)
-  checkpoint = checkpoint or tf.train.latest_checkpoint(
-      os.path.join(model_dir, training.CHECKPOINT_DIR))
-  step = int(checkpoint.rsplit("-", 1)[-1])
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
-  with writer.as_default(step=step):
-    for key, value in results.items():
-      tf.summary.scalar(f"eval/{key}", value)
-  writer.flush()
-  return results
-
-
 def format_results(results: dict[str, float]) -> str:
+  """One aligned "name  value" line per figure, sorted by name."""
   width = max(len(k) for k in results)
   return "\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(results.items()))

@@ -1,0 +1,55 @@
+"""Evaluating a training run in place: its EMA model, figures into model_dir.
+
+`evaluate_model_dir` restores the run's inference model
+(`restore.restore_inference_model`: EMA weights, standing statistics),
+measures it with the gin-bound `evaluation` settings
+(`evaluator.evaluate_model`) and writes the figures to model_dir/eval.json
+and to TensorBoard under model_dir/eval, at the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from bigbigan_tf import checkpoints
+from bigbigan_tf import config
+from bigbigan_tf import restore
+from bigbigan_tf.evaluation import evaluator
+
+
+def evaluate_model_dir(model_dir: str,
+                       checkpoint: Optional[str] = None,
+                       gin_files: Sequence[str] = (),
+                       gin_bindings: Sequence[str] = ()) -> dict[str, float]:
+  """Evaluates the EMA model of a training run; writes eval.json there.
+
+  The run's config.gin is parsed first, then `gin_files` and `gin_bindings`
+  (evaluation settings such as the feature extractor).
+
+  Args:
+    model_dir: a training run's directory.
+    checkpoint: a checkpoint path; default the latest in model_dir.
+    gin_files, gin_bindings: evaluation settings on top of the run's config.
+
+  Returns:
+    The figures (also written to model_dir/eval.json).
+
+  Raises:
+    ValueError: model_dir has no config or no checkpoint.
+  """
+  checkpoint = checkpoint or checkpoints.latest_checkpoint(model_dir)
+  model = restore.restore_inference_model(model_dir, checkpoint)
+  if gin_files or gin_bindings:
+    config.parse(gin_files, gin_bindings, clear=False)
+  results = evaluator.evaluate_model(model)
+  checkpoints.write_json(os.path.join(model_dir, checkpoints.RESULTS_FILE),
+                         results)
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+  with writer.as_default(step=checkpoints.checkpoint_step(checkpoint)):
+    for key, value in results.items():
+      tf.summary.scalar(f"eval/{key}", value)
+  writer.flush()
+  return results

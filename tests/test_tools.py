@@ -1,0 +1,81 @@
+"""The console scripts, run as a user runs them: from another directory, in
+subprocesses, on the shipped smoke config (train -> evaluate -> export)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BIN = pathlib.Path(sys.executable).parent
+# Lines TensorFlow and TFDS print on their own at start-up and preparation.
+NOISE = ("cudart_stub", "cuda_platform", "cpu_feature_guard",
+         "Downloading and preparing", "Load dataset info from")
+
+
+def _run(tool, *args, cwd):
+  env = dict(os.environ)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # As a user's shell has it.
+  return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=900,
+                        check=False)
+
+
+def _output(result):
+  return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_through_the_console_scripts(tmp_path):
+  model_dir = tmp_path / "run"
+  data_dir = tmp_path / "tfds"
+  steps = ["--gin_bindings=train.train_steps = 2",
+           "--gin_bindings=train.steps_per_loop = 1",
+           "--gin_bindings=train.checkpoint_every = 2",
+           "--gin_bindings=train.image_every = 2",
+           "--gin_bindings=train.batch_size = 8",
+           f"--gin_bindings=make_dataset.data_dir = '{data_dir}'"]
+  train = _run("bigbigan-train", "--gin_file=smoke.gin",
+               f"--model_dir={model_dir}", "--noevaluate", *steps,
+               cwd=tmp_path)
+  assert train.returncode == 0, _output(train)[-3000:]
+  assert "step 2/2" in _output(train)
+  # Progress reaches the user; start-up noise does not.
+  for noise in NOISE:
+    assert noise not in _output(train), (noise, _output(train)[-3000:])
+  assert (model_dir / "checkpoints" / "ckpt-2.index").exists()
+  assert (model_dir / "images" / "samples_00000002.png").exists()
+
+  evaluate = _run("bigbigan-evaluate", f"--model_dir={model_dir}",
+                  "--gin_bindings=evaluation.probe_steps = 20",
+                  "--gin_bindings=load_arrays.max_examples = 200",
+                  f"--output_json={tmp_path / 'copy.json'}", cwd=tmp_path)
+  assert evaluate.returncode == 0, _output(evaluate)[-3000:]
+  figures = json.loads((model_dir / "eval.json").read_text())
+  assert figures == json.loads((tmp_path / "copy.json").read_text())
+  for key in ("linear_probe_bn_crelu_top1", "knn5_top1",
+              "reconstruction_same_class",
+              "random_encoder_linear_probe_bn_crelu_top1"):
+    assert 0.0 <= figures[key] <= 1.0, key
+    assert key in evaluate.stdout
+
+  export_dir = tmp_path / "export"
+  export = _run("bigbigan-export", f"--model_dir={model_dir}",
+                f"--export_dir={export_dir}", cwd=tmp_path)
+  assert export.returncode == 0, _output(export)[-3000:]
+  for part in ("bigbigan", "encoder", "generator"):
+    assert (export_dir / part / "saved_model.pb").exists(), part
+    assert f"{part}: {export_dir / part}" in export.stdout
+
+
+@pytest.mark.slow
+def test_module_entry_point_and_bad_config_name(tmp_path):
+  bad = subprocess.run(
+      [sys.executable, "-m", "bigbigan_tf.tools.train",
+       "--gin_file=no_such.gin", f"--model_dir={tmp_path / 'run'}"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+  assert bad.returncode != 0
+  assert "no_such.gin" in bad.stderr and "smoke.gin" in bad.stderr
+  assert not (tmp_path / "run").exists()
