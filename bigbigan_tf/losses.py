@@ -77,3 +77,22 @@ def encoder_generator_loss(encoder_scores: Mapping[str, tf.Tensor],
   generator_loss = tf.add_n([terms[f"eg_{GENERATOR_PAIRS}_{k}"]
                              for k in _present(generator_scores)])
   return encoder_loss, generator_loss, terms
+
+
+def hinge_activity(encoder_scores: Mapping[str, tf.Tensor],
+                   generator_scores: Mapping[str, tf.Tensor]) -> dict:
+  """Whether each example's hinge term of D's loss is active (y * s < 1).
+
+  An active hinge still gives D a gradient from that example; a term whose
+  activity is near 0 has stopped teaching D (and, through D, E and G).
+
+  Returns:
+    "<pair>_<score>" -> float32 [N] of 1.0 (active) or 0.0.
+  """
+  activity = {}
+  for pair, scores, sign in ((ENCODER_PAIRS, encoder_scores, 1.0),
+                             (GENERATOR_PAIRS, generator_scores, -1.0)):
+    for key in _present(scores):
+      margin = sign * tf.cast(scores[key], tf.float32)
+      activity[f"{pair}_{key}"] = tf.cast(margin < 1.0, tf.float32)
+  return activity

@@ -23,7 +23,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from absl import logging
 import gin
@@ -39,6 +39,7 @@ from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import evaluator
 from bigbigan_tf.evaluation import images as image_lib
+from bigbigan_tf.layers import diff_augment
 from bigbigan_tf.layers import spectral_norm
 from bigbigan_tf.networks import common
 
@@ -74,6 +75,14 @@ class Trainer:
     decay_start_step, decay_end_step: the linear decay's range.
     jit_compile: XLA-compile the per-replica step (always on TPU).
     seed: base of every stateless latent seed.
+    augment_policy: differentiable augmentation of every image D sees (real
+      and generated, in D's and E+G's updates; E encodes the clean x), from
+      layers.diff_augment.POLICIES, e.g. ("translation", "cutout"). Empty
+      (the paper): none. Each replica draws its own transforms.
+    gradient_diagnostics: also report how E's latent gradient splits
+      between s_z and s_xz (`grad_sq/...` per-example squared norms of
+      dL_EG/dz_hat from each score, and their share): two extra
+      backward passes through H and J per E+G update.
   """
 
   def __init__(self,
@@ -92,7 +101,9 @@ class Trainer:
                decay_start_step: int = 0,
                decay_end_step: int = 0,
                jit_compile: bool = False,
-               seed: int = 0):
+               seed: int = 0,
+               augment_policy: Sequence[str] = (),
+               gradient_diagnostics: bool = True):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
       raise ValueError(f"Global batch size {global_batch_size} must divide "
@@ -124,6 +135,8 @@ class Trainer:
     self.ema_start_step = ema_start_step
     self.jit_compile = jit_compile or distribute.is_tpu(strategy)
     self.seed = seed
+    self.augment_policy = diff_augment.check_policy(augment_policy)
+    self.gradient_diagnostics = gradient_diagnostics
     with strategy.scope():
       self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name="global_step")
@@ -184,10 +197,7 @@ class Trainer:
 
   def metric_keys(self) -> list[str]:
     """Names of the metrics one outer step returns."""
-    scores = [k for k, on in (
-        ("score_x", self.model.discriminator.use_score_x),
-        ("score_z", self.model.discriminator.use_score_z),
-        ("score_xz", self.model.discriminator.use_score_xz)) if on]
+    scores = self._score_keys()
     keys = ["loss/d", "loss/eg"]
     for prefix in ("d", "eg"):
       keys += [f"loss_terms/{prefix}_{pair}_{k}"
@@ -196,7 +206,24 @@ class Trainer:
     keys += [f"scores/{pair}_pairs/{k}"
              for pair in (losses.ENCODER_PAIRS, losses.GENERATOR_PAIRS)
              for k in scores]
+    keys += [f"hinge_active/{pair}_{k}"
+             for pair in (losses.ENCODER_PAIRS, losses.GENERATOR_PAIRS)
+             for k in scores]
+    keys += self._gradient_keys()
     return keys
+
+  def _gradient_keys(self) -> list[str]:
+    """The latent-gradient diagnostics this trainer reports."""
+    if not (self.gradient_diagnostics and self.model.encoder is not None):
+      return []
+    return [f"grad_sq/z_hat_{k}" for k in (common.SCORE_Z, common.SCORE_XZ)
+            if k in self._score_keys()]
+
+  def _score_keys(self) -> list[str]:
+    d = self.model.discriminator
+    return [k for k, on in ((common.SCORE_X, d.use_score_x),
+                            (common.SCORE_Z, d.use_score_z),
+                            (common.SCORE_XZ, d.use_score_xz)) if on]
 
   # -- checkpointing --------------------------------------------------------
   def checkpoint(self, **extra) -> tf.train.Checkpoint:
@@ -235,12 +262,24 @@ class Trainer:
     size = [self.per_replica_batch, self.model.z_dim]
     return tf.slice(z, [begin, 0], size), tf.slice(eps, [begin, 0], size)
 
-  def _scores(self, x, x_hat, z_hat, z):
+  def _augment(self, images, step, substep, which: int):
+    """D's view of a batch: the augmentation policy's transforms, if any."""
+    if not self.augment_policy:
+      return images
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    stride = max(16, self.d_steps + 1)
+    seed = tf.stack([tf.cast(self.seed, tf.int64), step * stride + substep])
+    seed = tf.random.experimental.stateless_fold_in(seed, 2 + which)
+    seed = tf.random.experimental.stateless_fold_in(
+        seed, tf.cast(replica, tf.int64))
+    return diff_augment.diff_augment(images, self.augment_policy, seed)
+
+  def _scores(self, x, x_hat, z_hat, z, step, substep):
     """D on [encoder pairs; generator pairs], split back by pair type."""
     model = self.model
     # Under mixed precision G and E emit the compute dtype; D autocasts.
-    x_d = model.pool_for_discriminator(x)
-    x_hat = tf.cast(x_hat, x_d.dtype)
+    x_d = self._augment(model.pool_for_discriminator(x), step, substep, 0)
+    x_hat = self._augment(tf.cast(x_hat, x_d.dtype), step, substep, 1)
     both_z = None if z_hat is None else tf.concat(
         [tf.cast(z_hat, z.dtype), z], axis=0)
     scores = model.discriminate(tf.concat([x_d, x_hat], axis=0), both_z,
@@ -267,7 +306,8 @@ class Trainer:
     z_hat = self._encode(x, eps)
     variables = self.model.discriminator.trainable_variables
     with tf.GradientTape() as tape:
-      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z)
+      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z,
+                                                      step, substep)
       enc_loss, gen_loss, terms = losses.discriminator_loss(
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
@@ -275,23 +315,40 @@ class Trainer:
     self.optimizers["discriminator"].apply_gradients(zip(grads, variables))
     metrics = {"loss/d": loss}
     metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
+    metrics.update({f"hinge_active/{k}": self._mean(v)
+                    for k, v in losses.hinge_activity(
+                        encoder_scores, generator_scores).items()})
     return metrics
 
   def _eg_update(self, x, step, substep):
     z, eps = self._latents(step, substep)
     roles = [r for r in ("generator", "encoder") if r in self.model.networks()]
     variables = {r: self.model.networks()[r].trainable_variables for r in roles}
-    with tf.GradientTape() as tape:
+    diagnose = bool(self._gradient_keys())
+    with tf.GradientTape(persistent=diagnose) as tape:
       x_hat = self.model.generate(z, training=True)
       z_hat = self._encode(x, eps)
-      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z)
+      encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z,
+                                                      step, substep)
       enc_loss, gen_loss, terms = losses.encoder_generator_loss(
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
+      # Each example's score depends on its own z_hat only, so the gradient
+      # of the sum is every example's gradient.
+      score_sums = {key: tf.reduce_sum(tf.cast(
+          encoder_scores[key[len("grad_sq/z_hat_"):]], tf.float32))
+                    for key in self._gradient_keys()}
     grads = tape.gradient(loss, variables)
+    metrics = {}
+    if diagnose:  # How dL_EG/dz_hat splits between s_z and s_xz.
+      for key, score_sum in score_sums.items():
+        per_example = tape.gradient(score_sum, z_hat)
+        metrics[key] = self._mean(tf.reduce_sum(
+            tf.square(tf.cast(per_example, tf.float32)), axis=1))
+      del tape
     for role in roles:
       self.optimizers[role].apply_gradients(zip(grads[role], variables[role]))
-    metrics = {"loss/eg": loss}
+    metrics["loss/eg"] = loss
     metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
     for pair, scores in (("encoder", encoder_scores),
                          ("generator", generator_scores)):
@@ -302,7 +359,14 @@ class Trainer:
   def _replica_step_impl(self, batches, step):
     metrics = {}
     for k in range(self.d_steps):
-      metrics.update(self._d_update(batches[k][data.IMAGE], step, k))
+      for key, value in self._d_update(batches[k][data.IMAGE], step,
+                                       k).items():
+        # Hinge activity: the mean over the step's D updates; the losses:
+        # the last update's.
+        if key.startswith("hinge_active/"):
+          metrics[key] = metrics.get(key, 0.0) + value / self.d_steps
+        else:
+          metrics[key] = value
     metrics.update(self._eg_update(batches[-1][data.IMAGE], step,
                                    self.d_steps))
     return metrics
@@ -428,6 +492,20 @@ class _Progress:
     return images_per_second
 
 
+def gradient_shares(metrics: dict[str, float]) -> dict[str, float]:
+  """The share of E's latent gradient that comes from s_xz rather than s_z:
+  |dL/dz_hat from s_xz| / (|... from s_xz| + |... from s_z|), from the
+  per-example squared norms a step reports (0.5 when both are equal; near 0
+  when the joint term gives E almost no signal)."""
+  xz = metrics.get(f"grad_sq/z_hat_{common.SCORE_XZ}")
+  z = metrics.get(f"grad_sq/z_hat_{common.SCORE_Z}")
+  if xz is None or z is None:
+    return {}
+  total = np.sqrt(xz) + np.sqrt(z)
+  return {"grad_share/z_hat_from_score_xz":
+              float(np.sqrt(xz) / total) if total > 0 else 0.5}
+
+
 def _restore_or_start(checkpoint: tf.train.Checkpoint,
                       manager: tf.train.CheckpointManager,
                       trainer: Trainer) -> None:
@@ -453,6 +531,7 @@ def _inner_loop(trainer: Trainer, iterator: Iterator, num_steps: int,
   """
   outputs = trainer.train_loop(iterator, tf.constant(num_steps))
   metrics = {k: float(v) for k, v in outputs.items()}
+  metrics.update(gradient_shares(metrics))
   bad = int(trainer.first_bad_step)
   if bad >= 0:
     raise NonFiniteLossError(

@@ -86,6 +86,7 @@ def _step_flops(per_replica_batch, d_steps):
   return benchmark.step_flops(setup.trainer, setup.iterator)["total"]
 
 
+@pytest.mark.slow
 def test_step_flops_linear_in_batch_and_d_steps():
   """FLOPs(b) = a b + c: equal increments for b = 2, 4, 6 (c: spectral-norm
   power iterations, which do not depend on the batch), so FLOPs nearly
@@ -98,6 +99,7 @@ def test_step_flops_linear_in_batch_and_d_steps():
   assert by_d_steps[2] - by_d_steps[1] == by_d_steps[1] - by_d_steps[0] > 0
 
 
+@pytest.mark.slow
 def test_run_figures_are_consistent(tmp_path):
   config.parse([SMOKE])
   settings = benchmark.Settings(per_replica_batch=4, d_steps=1,
@@ -139,6 +141,7 @@ def test_run_figures_are_consistent(tmp_path):
     benchmark.op_time_breakdown(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_mixed_precision_counts_the_same_flops_and_restores_policy():
   config.parse([SMOKE])
   settings = benchmark.Settings(per_replica_batch=2, d_steps=1,
@@ -150,6 +153,7 @@ def test_mixed_precision_counts_the_same_flops_and_restores_policy():
   assert result["flops_per_step"] == _step_flops(2, 1)
 
 
+@pytest.mark.slow
 def test_tool_runs_each_variant_and_writes_json(tmp_path):
   output = tmp_path / "bench.json"
   process = subprocess.run(
@@ -169,6 +173,7 @@ def test_tool_runs_each_variant_and_writes_json(tmp_path):
     assert word in process.stdout
 
 
+@pytest.mark.slow
 def test_tool_keeps_other_results_when_one_variant_fails(tmp_path):
   # generator.resolution=16 parses but the generator rejects it when built.
   output = tmp_path / "bench.json"

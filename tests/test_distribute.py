@@ -14,7 +14,8 @@ def test_strategies_by_name():
   # two logical ones): one replica each.
   cpus = tf.config.list_logical_devices("CPU")
   assert len(cpus) == 2
-  assert mirrored.extended.worker_devices == tuple(d.name for d in cpus)
+  assert [tf.DeviceSpec.from_string(d).to_string().split("device:")[-1]
+          for d in mirrored.extended.worker_devices] == ["CPU:0", "CPU:1"]
   assert mirrored.num_replicas_in_sync == 2
   assert not distribute.is_tpu(mirrored)
 

@@ -198,6 +198,7 @@ def test_extraction_writes_every_row_and_matches_encoder_features(
   np.testing.assert_allclose(half.features, expected, rtol=2e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
                                                          tmp_path):
   kwargs = dict(dataset="mnist5k", probe_steps=30, knn_k=5,
@@ -218,7 +219,8 @@ def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
     else:
       assert streamed[key] == pytest.approx(value, abs=1e-6), key
   assert sorted(os.listdir(feature_dir)) == [
-      "encoder_test", "encoder_train", "pixels_test", "pixels_train",
+      "encoder_test", "encoder_train", "encoder_z_mean_test",
+      "encoder_z_mean_train", "pixels_test", "pixels_train",
       "random_encoder_test", "random_encoder_train"]
   # load_arrays.max_examples = 150 caps the streamed splits too.
   assert feature_store.open_features(

@@ -53,6 +53,7 @@ def _pixel_stats_extractor():
       image_size=32, name="pixel_stats")
 
 
+@pytest.mark.slow
 def test_checkpoint_and_exported_module_give_the_same_figures(
     trained_dir, restored, tmp_path):
   results = model_dir_eval.evaluate_model_dir(trained_dir, None, (), EVAL_BINDINGS)

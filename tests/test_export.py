@@ -144,6 +144,7 @@ def test_layout_and_smoke_interface(exported):
       "serving_default": interface["generate"]}
 
 
+@pytest.mark.slow
 def test_paper_size_interface_matches_design(tmp_path):
   """The ResNet-50 config's export, read back from disk (about 2 minutes)."""
   bigbigan = export.model_to_export(gin_files=[PAPER_GIN])
@@ -434,6 +435,7 @@ def test_model_to_export_arguments(monkeypatch):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tools_export_then_train_a_linear_classifier(tmp_path):
   destination = tmp_path / "export"
   result = _run("export_hub.py", f"--gin_file={SMOKE_GIN}",

@@ -55,3 +55,24 @@ def test_no_scores_is_an_error():
   with pytest.raises(ValueError, match="No scores"):
     losses.discriminator_loss({"features_x": tf.zeros([2, 3])},
                               {"features_x": tf.zeros([2, 3])})
+
+
+def test_hinge_activity_on_fixed_scores():
+  """Active where y * s < 1: encoder pairs y = +1, generator pairs y = -1."""
+  encoder_scores = {"score_x": tf.constant([2.0, 1.0, 0.5, -3.0]),
+                    "score_xz": tf.constant([0.0, 0.0, 5.0, 5.0])}
+  generator_scores = {"score_x": tf.constant([-2.0, -1.0, -0.5, 3.0]),
+                      "score_xz": tf.constant([-1.5, 0.0, 0.0, 0.0])}
+  activity = losses.hinge_activity(encoder_scores, generator_scores)
+  expected = {"encoder_score_x": [0, 0, 1, 1],
+              "encoder_score_xz": [1, 1, 0, 0],
+              "generator_score_x": [0, 0, 1, 1],
+              "generator_score_xz": [0, 1, 1, 1]}
+  assert set(activity) == set(expected)
+  for key, values in expected.items():
+    np.testing.assert_array_equal(activity[key].numpy(), values, err_msg=key)
+  # Active exactly where the hinge term of D's loss is positive.
+  _, _, terms = losses.discriminator_loss(encoder_scores, generator_scores)
+  for key in expected:
+    np.testing.assert_array_equal(activity[key].numpy() > 0,
+                                  terms[f"d_{key}"].numpy() > 0)

@@ -51,14 +51,16 @@ def test_train_evaluate_export_through_the_console_scripts(tmp_path):
   evaluate = _run("bigbigan-evaluate", f"--model_dir={model_dir}",
                   "--gin_bindings=evaluation.probe_steps = 20",
                   "--gin_bindings=load_arrays.max_examples = 200",
+                  "--gin_bindings=evaluation.random_encoder_baseline = False",
                   f"--output_json={tmp_path / 'copy.json'}", cwd=tmp_path)
   assert evaluate.returncode == 0, _output(evaluate)[-3000:]
   figures = json.loads((model_dir / "eval.json").read_text())
   assert figures == json.loads((tmp_path / "copy.json").read_text())
   for key in ("linear_probe_bn_crelu_top1", "knn5_top1",
-              "reconstruction_same_class",
-              "random_encoder_linear_probe_bn_crelu_top1"):
+              "reconstruction_same_class", "latent_knn5_top1"):
     assert 0.0 <= figures[key] <= 1.0, key
+  assert figures["inversion_error"] >= 0.0
+  for key in figures:
     assert key in evaluate.stdout
 
   export_dir = tmp_path / "export"

@@ -36,6 +36,14 @@ def _trainer(strategy, global_batch=8, bindings=()):
     return training.Trainer(model, strategy, global_batch)
 
 
+@pytest.fixture
+def eager_functions():
+  """Runs tf.functions eagerly: tracing a step costs more than running it."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
 def _weights(trainer):
   return {k: v for k, v in training_worker.all_weights(trainer).items()}
 
@@ -101,6 +109,7 @@ def _run_steps(strategy, steps=2, global_batch=8):
           _weights(reference))
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_device():
   """Same global batch and latents: 2 replicas == 1 device (rtol 1e-3)."""
   tf.keras.utils.set_random_seed(1)
@@ -128,6 +137,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multi_worker_training_keeps_workers_identical(tmp_path):
   ports = [_free_port(), _free_port()]
   cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -150,6 +160,7 @@ def test_multi_worker_training_keeps_workers_identical(tmp_path):
     np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_full_step_compiles_with_xla():
   trainer = _trainer(tf.distribute.get_strategy(),
                      bindings=["trainer.jit_compile = True"])
@@ -187,6 +198,7 @@ def _checkpoint_values(model_dir):
   return path, {n: reader.get_tensor(n) for n in names}
 
 
+@pytest.mark.slow
 def test_resuming_in_a_fresh_process_is_deterministic(tmp_path, data_dir):
   code, out = _train_process(tmp_path / "straight", data_dir, 4)
   assert code == 0, out[-3000:]
@@ -204,6 +216,7 @@ def test_resuming_in_a_fresh_process_is_deterministic(tmp_path, data_dir):
     np.testing.assert_array_equal(resumed[name], value, err_msg=name)
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_before_exit(tmp_path, data_dir):
   model_dir = tmp_path / "preempted"
   proc = _train_process(model_dir, data_dir, 10_000,
@@ -297,6 +310,7 @@ def test_training_writes_summaries_images_and_configs(smoke_run_dir):
   assert bn and all(float(l.standing_count) > 0 for l in bn)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_step_is_finite():
   import keras  # pylint: disable=g-import-not-at-top
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -360,9 +374,12 @@ def test_bad_learning_rate_decay_is_a_clear_error(bindings, match):
     _trainer(tf.distribute.get_strategy(), bindings=bindings)
 
 
-def test_resumed_run_uses_the_configured_rates(tmp_path, data_dir):
+@pytest.mark.slow
+def test_resumed_run_uses_the_configured_rates(tmp_path, data_dir,
+                                              eager_functions):
   """A resumed run takes its rates from the config (here changed between
   the runs), not from the checkpoint it restores."""
+  del eager_functions
   model_dir = str(tmp_path / "run")
   training_worker.train(model_dir, data_dir, 1, "trainer.learning_rate = 1e-3",
                         "trainer.d_learning_rate = 1e-3")
@@ -386,7 +403,7 @@ def test_ema_copies_follow_the_weights_by_the_configured_decay():
   rng = np.random.default_rng(0)
   for role in ("generator", "encoder"):  # Live weights move away from EMA.
     for v in trainer.model.networks()[role].trainable_variables:
-      v.assign(v.numpy() + rng.normal(size=v.shape).astype(v.dtype.name))
+      v.assign(v.numpy() + rng.normal(size=v.shape).astype(np.float32))
   before = {role: [v.numpy().copy() for v in copy.trainable_variables]
             for role, copy in trainer.ema.items()}
   trainer.global_step.assign(5)  # At ema_start_step: the decay applies.
@@ -431,14 +448,6 @@ def test_latent_seeds_differ_for_every_step_and_substep():
       seen[key] = (step, substep)
 
 
-@pytest.fixture
-def eager_functions():
-  """Runs tf.functions eagerly: tracing a step costs more than running it."""
-  tf.config.run_functions_eagerly(True)
-  yield
-  tf.config.run_functions_eagerly(False)
-
-
 def test_train_loop_returns_the_mean_of_its_steps(eager_functions):
   """A loop of 2 steps reports each metric's mean over those 2 steps."""
   del eager_functions
@@ -462,6 +471,7 @@ def test_train_loop_returns_the_mean_of_its_steps(eager_functions):
                                                   rel=1e-3)
 
 
+@pytest.mark.slow
 def test_train_restores_the_callers_precision_policy(tmp_path, data_dir,
                                                     eager_functions):
   del eager_functions

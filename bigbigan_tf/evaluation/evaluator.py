@@ -39,10 +39,13 @@ import numpy as np
 import tensorflow as tf
 
 from bigbigan_tf import bindings
+from bigbigan_tf import layers
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import feature_extractors
 from bigbigan_tf.evaluation import feature_store
+from bigbigan_tf.evaluation import inversion
+from bigbigan_tf.evaluation import judge as judge_lib
 from bigbigan_tf.evaluation import linear_probe as probe_lib
 from bigbigan_tf.evaluation import metrics
 from bigbigan_tf.networks import common
@@ -55,15 +58,17 @@ def _map_batches(fn: Callable, images: np.ndarray,
                          for i in range(0, len(images), batch_size)])
 
 
-def _avepool_fn(encoder) -> Callable[[tf.Tensor], tf.Tensor]:
-  """E's AvePool features of a batch of images (inference mode)."""
-  return lambda x: encoder(x, training=False)[common.AVEPOOL_FEAT]
+def _output_fn(encoder, key: str = common.AVEPOOL_FEAT
+               ) -> Callable[[tf.Tensor], tf.Tensor]:
+  """One of E's outputs (AvePool features by default) of a batch of images,
+  in inference mode."""
+  return lambda x: encoder(x, training=False)[key]
 
 
-def encoder_features(encoder, images: np.ndarray,
-                     batch_size: int = 250) -> np.ndarray:
-  """E's AvePool features of `images` (inference mode)."""
-  return _map_batches(_avepool_fn(encoder), images, batch_size)
+def encoder_features(encoder, images: np.ndarray, batch_size: int = 250,
+                     key: str = common.AVEPOOL_FEAT) -> np.ndarray:
+  """E's AvePool features (or output `key`) of `images` (inference mode)."""
+  return _map_batches(_output_fn(encoder, key), images, batch_size)
 
 
 def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
@@ -81,32 +86,33 @@ def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
   return results
 
 
-def _reconstruction_scores(model, pixel_classifier: Callable,
-                           test_batches: Iterable) -> dict:
+def _reconstruction_scores(reconstruct: Callable, classify: Callable,
+                           test_batches: Iterable, prefix: str = "",
+                           pool: Callable = lambda x: x) -> dict:
   """How often x and G(E(x)) get the same class (and x's label), over
-  (images, labels) batches of the test split."""
-  reconstruct = tf.function(lambda x: model.reconstruct(x, training=False),
-                            reduce_retracing=True)
+  (images, labels) batches of the test split.
+
+  Args:
+    reconstruct: images at E's resolution -> G(E(x)) at G's.
+    classify: images at G's resolution -> class indices.
+    test_batches: (images, labels) at E's resolution.
+    prefix: of the result keys, after "reconstruction_".
+    pool: E's images to G's resolution, for `classify`.
+  """
+  reconstruct = tf.function(reconstruct, reduce_retracing=True)
   same_class = keeps_label = count = 0
   for images, labels in test_batches:
     recon = reconstruct(images).numpy()
-    x_class = np.argmax(pixel_classifier(images), axis=-1)
-    recon_class = np.argmax(pixel_classifier(recon), axis=-1)
+    x_class = classify(_pool_array(pool, images))
+    recon_class = classify(recon)
     same_class += int(np.sum(x_class == recon_class))
     keeps_label += int(np.sum(recon_class == labels))
     count += len(labels)
   if not count:
     raise ValueError("The test split has no examples; expected at least one "
                      "for the reconstruction score.")
-  return {"reconstruction_same_class": same_class / count,
-          "reconstruction_keeps_label": keeps_label / count}
-
-
-def _prior_samples(model, n: int, seed: int, start: int) -> tf.Tensor:
-  """n latents of the model's prior (standard normal for a Hub module)."""
-  if hasattr(model, "prior"):
-    return model.prior.sample(n, seed=tf.constant([seed, start], tf.int64))
-  return tf.random.stateless_normal([n, model.z_dim], [seed, start])
+  return {f"reconstruction_{prefix}same_class": same_class / count,
+          f"reconstruction_{prefix}keeps_label": keeps_label / count}
 
 
 def _pairing_wins(matched: np.ndarray, mismatched: np.ndarray) -> float:
@@ -165,7 +171,7 @@ def joint_pairing_scores(model, test_batches: Iterable,
     mismatched = np.asarray(model.discriminate(
         x, tf.gather(z_hat, other), training=False)[common.SCORE_XZ])
     encoder_wins += _pairing_wins(matched, mismatched)
-    z = _prior_samples(model, n, seed + 1, count)
+    z = inversion.prior_samples(model, n, seed + 1, count)
     x_gen = model.generate(z, training=False)
     matched = np.asarray(model.discriminate(
         x_gen, z, training=False)[common.SCORE_XZ])
@@ -206,11 +212,17 @@ class _InMemorySplits:
       self._arrays[role] = self._load(self._splits[role])
     return self._arrays[role]
 
-  def features(self, encoder, tag: str):
+  def features(self, encoder, tag: str, key: str = common.AVEPOOL_FEAT):
     del tag  # Only stored features need a name.
     (train_x, train_y), (test_x, test_y) = map(self._split, ("train", "test"))
-    return (encoder_features(encoder, train_x), train_y,
-            encoder_features(encoder, test_x), test_y)
+    return (encoder_features(encoder, train_x, key=key), train_y,
+            encoder_features(encoder, test_x, key=key), test_y)
+
+  def train_batches(self, max_examples: int):
+    train_x, train_y = self._split("train")
+    for i in range(0, min(len(train_x), max_examples), self._batch_size):
+      end = min(i + self._batch_size, max_examples)
+      yield train_x[i:end], train_y[i:end]
 
   def pixel_features(self, max_examples: Optional[int]):
     flat = lambda x: _pool_array(self._pool, x).reshape(len(x), -1)
@@ -265,8 +277,12 @@ class _StreamedSplits:
       splits += [stored.features, stored.labels]
     return tuple(splits)
 
-  def features(self, encoder, tag: str):
-    return self._extract(_avepool_fn(encoder), tag)
+  def features(self, encoder, tag: str, key: str = common.AVEPOOL_FEAT):
+    return self._extract(_output_fn(encoder, key), tag)
+
+  def train_batches(self, max_examples: int):
+    for batch in self._pipeline("train", max_examples).as_numpy_iterator():
+      yield batch[data.IMAGE], batch[data.LABEL]
 
   def pixel_features(self, max_examples: Optional[int]):
     pool = self._pool
@@ -280,6 +296,43 @@ class _StreamedSplits:
   def real_images(self):
     return (_pool_array(self._pool, images)
             for images, _ in self.test_batches())
+
+
+def standing_statistics(encoder, batches: Iterable) -> None:
+  """Recomputes an encoder's batch-norm statistics on (images, labels)
+  batches (training-mode passes; weights unchanged)."""
+  with layers.accumulating_standing_stats(encoder):
+    step = tf.function(lambda x: encoder(x, training=True))
+    for images, _ in batches:
+      step(images)
+
+
+def _first_pair(model, splits):
+  """A tiny (x, z) batch at D's resolution, to see which scores D has."""
+  images, _ = next(iter(splits.test_batches()))
+  x = images[:2]
+  return (_pool_array(model.pool_for_discriminator, x),
+          model.encoder(x, training=False)[common.Z_MEAN])
+
+
+def _memorisation_gap(model, splits, max_examples: int) -> float:
+  """Mean s_x on held-out real images minus on training images (D scoring
+  (x, E(x)) pairs; negative: D rates the images it trained on higher)."""
+  score = tf.function(lambda x: model.discriminate(
+      model.pool_for_discriminator(x),
+      model.encoder(x, training=False)[common.Z_MEAN],
+      training=False)[common.SCORE_X], reduce_retracing=True)
+
+  def mean_score(batches):
+    scores = []
+    for images, _ in batches:
+      scores.append(score(images).numpy())
+      if sum(map(len, scores)) >= max_examples:
+        break
+    return float(np.mean(np.concatenate(scores)[:max_examples]))
+
+  return (mean_score(splits.test_batches())
+          - mean_score(splits.train_batches(max_examples)))
 
 
 def _check_evaluation_options(feature_dtype: str,
@@ -310,11 +363,12 @@ def _encoder_figures(splits, encoder, prefix: str, probe_steps: int,
 
 def _pixel_probe(splits, pool: Callable, max_examples: Optional[int],
                  num_steps: int) -> tuple[Callable, float]:
-  """A linear probe on raw pixels (pooled to D's resolution): the default
-  reconstruction classifier, and its held-out top-1."""
+  """A linear probe on raw pixels at D's resolution: the default pixel
+  classifier of reconstructions (logits of images at G's resolution), and
+  its held-out top-1."""
   probe = probe_lib.linear_probe(*splits.pixel_features(max_examples),
                                  num_steps=num_steps)
-  flat = lambda x: _pool_array(pool, x).reshape(len(x), -1)
+  flat = lambda x: np.asarray(x).reshape(len(x), -1)
   return (lambda x: flat(x) @ probe.weights + probe.bias), probe.top1
 
 
@@ -334,7 +388,12 @@ def evaluate_model(model: model_lib.BigBiGAN,
                    feature_dir: Optional[str] = None,
                    feature_dtype: str = "float32",
                    pixel_probe_max_examples: Optional[int] = 10_000,
-                   pixel_probe_steps: Optional[int] = None
+                   pixel_probe_steps: Optional[int] = None,
+                   standing_stats_examples: int = 2_500,
+                   judge: bool = True,
+                   inversion_samples: int = 1000,
+                   memorisation_examples: int = 1000,
+                   inverse_fit_steps: int = 0
                   ) -> dict[str, float]:
   """Measures `model` on a labelled dataset (labels used only here).
 
@@ -360,9 +419,9 @@ def evaluate_model(model: model_lib.BigBiGAN,
     knn_k: neighbours for the kNN accuracy (cosine).
     random_encoder_baseline: also probe a freshly initialised encoder (its
       initial weights depend on `seed` alone).
-    pixel_classifier: maps a batch of images [B, h, w, 3] in [-1, 1] to
-      logits; default a linear probe on the training split's pixels
-      (pooled to D's resolution).
+    pixel_classifier: maps a batch of images [B, h, w, 3] in [-1, 1] at G's
+      (and D's) resolution to logits (x is pooled to it first); default a
+      linear probe on the training split's pixels at that resolution.
     data_dir: tfds data_dir (default: make_dataset's, as bound in gin).
     sample_feature_extractor: a feature_extractors.ClassifierFeatureExtractor
       (e.g. `@inception_extractor()` for FID/IS/KID as in the paper, or
@@ -382,6 +441,21 @@ def evaluate_model(model: model_lib.BigBiGAN,
       None uses whole splits. The reconstruction score always covers the
       whole test split.
     pixel_probe_steps: steps of that pixel probe; None: probe_steps.
+    standing_stats_examples: training images the random encoder's batch
+      norm statistics are recomputed on before it is measured, as for the
+      trained (EMA) encoder (a fresh network's moving statistics are 0/1;
+      0 keeps them, the baseline reported before this option existed).
+    judge: also score reconstructions with the dataset's CNN judge
+      (evaluation.judge; cached per dataset): reconstruction_judge_*, and
+      judge_test_top1, its own held-out accuracy.
+    inversion_samples: prior samples for inversion_error
+      (‖E(G(z)) − z‖² / mean ‖z − z′‖²; 0 skips it).
+    memorisation_examples: images of each split for D's memorisation gap
+      (mean s_x on held-out minus on training images; 0 skips it).
+    inverse_fit_steps: > 0 trains a fresh encoder of E's architecture on
+      ‖E(G(z)) − z‖² alone with G frozen for this many steps and reports its
+      inversion error and judge score (inverse_fit_*): can E's architecture
+      invert G at all?
 
   Returns:
     A flat dict of figures.
@@ -411,17 +485,50 @@ def evaluate_model(model: model_lib.BigBiGAN,
   splits = make_splits(train_split, test_split, model.encoder_resolution, pool)
 
   results = _encoder_figures(splits, model.encoder, "", probe_steps, knn_k)
+  latent = splits.features(model.encoder, "encoder_z_mean", common.Z_MEAN)
+  results[f"latent_knn{knn_k}_top1"] = probe_lib.knn_accuracy(
+      *latent, k=knn_k, metric="cosine")
   if random_encoder_baseline and hasattr(model.encoder,
                                          "constructor_arguments"):
     fresh = common.clone(model.encoder, seed=seed)
+    if standing_stats_examples:
+      standing_statistics(fresh,
+                          splits.train_batches(standing_stats_examples))
     results.update(_encoder_figures(splits, fresh, "random_encoder_",
                                     probe_steps))
   if pixel_classifier is None:
     pixel_classifier, results["pixel_linear_probe_top1"] = _pixel_probe(
         splits, pool, pixel_probe_max_examples,
         probe_steps if pixel_probe_steps is None else pixel_probe_steps)
-  results.update(_reconstruction_scores(model, pixel_classifier,
-                                        splits.test_batches()))
+  reconstruct = lambda x: model.reconstruct(x, training=False)
+  results.update(_reconstruction_scores(
+      reconstruct, lambda x: np.argmax(pixel_classifier(x), axis=-1),
+      splits.test_batches(), pool=pool))
+  if judge:
+    reconstruction_judge = judge_lib.cached_judge(
+        dataset, model.resolution, train_split, test_split, data_dir)
+    results["judge_test_top1"] = reconstruction_judge.test_top1
+    results.update(_reconstruction_scores(
+        reconstruct, reconstruction_judge.classify, splits.test_batches(),
+        "judge_", pool))
+  if inversion_samples:
+    results["inversion_error"] = inversion.inversion_error(
+        model, model.encoder, inversion_samples, seed)
+  if memorisation_examples and "score_x" in model.discriminate(
+      *_first_pair(model, splits), training=False):
+    results["discriminator_memorisation_gap"] = _memorisation_gap(
+        model, splits, memorisation_examples)
+  if inverse_fit_steps:
+    fitted = inversion.fit_inverse_encoder(model, inverse_fit_steps,
+                                           seed=seed)
+    results["inverse_fit_inversion_error"] = inversion.inversion_error(
+        model, fitted, inversion_samples or 1000, seed)
+    if judge:
+      results.update(_reconstruction_scores(
+          lambda x: model.generate(fitted(x, training=False)[common.Z_MEAN],
+                                   training=False),
+          reconstruction_judge.classify, splits.test_batches(),
+          "inverse_fit_judge_", pool))
   if getattr(model, "has_joint_score", True):
     results.update(joint_pairing_scores(model, splits.test_batches(), seed))
   if sample_feature_extractor is not None:
@@ -464,7 +571,7 @@ def sample_quality(model, extractor: Callable,
   fake_features, fake_logits = [], []
   for start in range(0, num_samples, batch_size):
     n = min(batch_size, num_samples - start)
-    z = _prior_samples(model, n, seed, start)
+    z = inversion.prior_samples(model, n, seed, start)
     features, logits = extractor(model.generate(z, training=False).numpy())
     fake_features.append(features)
     if logits is not None:

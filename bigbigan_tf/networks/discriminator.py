@@ -25,7 +25,7 @@ tests/test_networks.py::test_paper_size_parameter_counts), at 128:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -105,6 +105,12 @@ class Discriminator(keras.Model):
     use_score_x, use_score_z, use_score_xz: which scores exist (Table 1's
       unary ablations; s_x alone is the StandardGAN D).
     use_spectral_norm: spectral norm on every weight (on).
+    mlp_dropout: dropout rate in H and J, training only (0: the paper).
+    joint_x_width: what J sees of x. None (the paper): F(x), the
+      global-sum-pooled last block (16 * ch numbers at 64+, 4 * ch at 32).
+      An int: a learned (spectrally normalised) linear map of F's whole last
+      feature map (before pooling) to this many numbers, so that J can see
+      enough of x to check the pairing with a wide z.
   """
 
   def __init__(self,
@@ -118,6 +124,8 @@ class Discriminator(keras.Model):
                use_score_z: bool = True,
                use_score_xz: bool = True,
                use_spectral_norm: bool = True,
+               mlp_dropout: float = 0.0,
+               joint_x_width: Optional[int] = None,
                name: str = "discriminator"):
     arguments = common.arguments_of(locals())
     super().__init__(name=name)
@@ -150,7 +158,16 @@ class Discriminator(keras.Model):
                                        name=name)
     mlp = lambda name: ResidualMLP(mlp_width, mlp_blocks,
                                    use_spectral_norm=use_spectral_norm,
-                                   name=name)
+                                   dropout=mlp_dropout, name=name)
+    if joint_x_width is not None and (
+        isinstance(joint_x_width, bool) or not isinstance(joint_x_width, int)
+        or joint_x_width < 1):
+      raise ValueError("joint_x_width must be None or an int >= 1; received "
+                       f"{joint_x_width!r}.")
+    self.joint_x_projection = (
+        layers.SNDense(joint_x_width, use_spectral_norm=use_spectral_norm,
+                       kernel_initializer="orthogonal", name="joint_x")
+        if joint_x_width is not None and use_score_xz else None)
     self.score_x_head = head("score_x") if use_score_x else None
     self.h_net = mlp("h") if self.needs_z else None
     self.score_z_head = head("score_z") if use_score_z else None
@@ -158,8 +175,8 @@ class Discriminator(keras.Model):
     self.score_xz_head = head("score_xz") if use_score_xz else None
     self((tf.zeros([2, resolution, resolution, 3]), tf.zeros([2, z_dim])))
 
-  def features_x(self, x, training=None):
-    """F(x): [N, C] ReLU + global-sum-pooled features."""
+  def _feature_map(self, x, training=None):
+    """F's last feature map, after ReLU: [N, h, w, C]."""
     common.check_shape("Discriminator input x", x,
                        [None, self.resolution, self.resolution, 3])
     h = x
@@ -167,11 +184,16 @@ class Discriminator(keras.Model):
       h = block(h, training=training)
       if str(i) in self.attention:
         h = self.attention[str(i)](h, training=training)
-    return tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])
+    return tf.nn.relu(h)
+
+  def features_x(self, x, training=None):
+    """F(x): [N, C] ReLU + global-sum-pooled features."""
+    return tf.reduce_sum(self._feature_map(x, training), axis=[1, 2])
 
   def call(self, inputs, training=None):
     x, z = inputs
-    features_x = self.features_x(x, training=training)
+    feature_map = self._feature_map(x, training=training)
+    features_x = tf.reduce_sum(feature_map, axis=[1, 2])
     outputs = {common.FEATURES_X: features_x}
     if self.use_score_x:
       outputs[common.SCORE_X] = self.score_x_head(
@@ -186,7 +208,11 @@ class Discriminator(keras.Model):
         outputs[common.SCORE_Z] = self.score_z_head(
             features_z, training=training)[:, 0]
       if self.use_score_xz:
-        joint = self.j_net(tf.concat([features_x, features_z], axis=-1),
+        joint_x = features_x
+        if self.joint_x_projection is not None:
+          flat = tf.reshape(feature_map, [tf.shape(feature_map)[0], -1])
+          joint_x = self.joint_x_projection(flat, training=training)
+        joint = self.j_net(tf.concat([joint_x, features_z], axis=-1),
                            training=training)
         outputs[common.SCORE_XZ] = self.score_xz_head(
             joint, training=training)[:, 0]
