@@ -207,6 +207,7 @@ def test_high_res_encoder_images_are_pooled_for_d():
       "score_xz"].shape == (2,)
 
 
+@pytest.mark.slow
 def test_forward_and_backward_compile_with_xla(smoke_model):
   x = tf.random.uniform([4, 32, 32, 3], -1, 1)
   z = smoke_model.prior.sample(4, seed=[0, 1])
@@ -251,6 +252,7 @@ def _backbone_params(encoder):
   return count_params(encoder.stem_conv, encoder.final_bn, *encoder.units)
 
 
+@pytest.mark.slow
 def test_paper_size_parameter_counts():
   config.parse([])
   generator = networks.Generator(resolution=128, ch=96, z_dim=120)

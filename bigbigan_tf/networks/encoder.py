@@ -274,11 +274,11 @@ class Encoder(keras.Model):
     if self.architecture == REVNET:
       first = 0
       for stage, num_units in enumerate(self._units_per_stage):
-        if stage > 0:
-          h = revnet_lib.pool_and_double_channels(h)
+        # Stages after the first start with the parameter-free transition.
+        transition = revnet_lib.pool_and_double_channels if stage else None
         h = revnet_lib.reversible_sequence(
             self.units[first:first + num_units], h, training=training,
-            recompute=self.reversible_backprop)
+            recompute=self.reversible_backprop, transition=transition)
         first += num_units
     else:
       for unit in self.units:

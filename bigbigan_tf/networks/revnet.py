@@ -4,12 +4,14 @@ The RevNet BigBiGAN's best encoder uses (Kolesnikov, Zhai & Beyer 2019;
 docs/design.md section 1) is made of reversible units: a unit's input can be
 computed from its output, so a stage of such units does not have to keep its
 activations for the backward pass. `reversible_sequence(..., recompute=True)`
-runs a stage under a `tf.custom_gradient` that keeps only the stage's output;
-its gradient walks the units backwards, reconstructs each unit's input from
-its output and recomputes the unit's residual function under a local tape to
-get the gradients (Gomez et al. 2017, "The Reversible Residual Network").
-Activation memory of a stage then no longer grows with its depth, for about
-one more forward pass of compute.
+runs a stage under a `tf.custom_gradient` that keeps only the stage's input
+and output (both kept anyway: they are the previous and the next stage's
+output and input); its gradient walks the units backwards, reconstructs each
+unit's input from its output (the first unit's from the stage's input) and
+recomputes the unit's residual function under a local tape to get the
+gradients (Gomez et al. 2017, "The Reversible Residual Network"). Activation
+memory of a stage then no longer grows with its depth, for about one more
+forward pass of the units' compute.
 
 What the recomputation has to respect:
   * Batch norm in training mode normalises with the batch moments on
@@ -34,7 +36,7 @@ What the recomputation has to respect:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -100,47 +102,61 @@ def _after(x: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
   return x + tf.cast(zero, x.dtype)
 
 
-def _unit_backward(unit: ReversibleUnit, outputs: tf.Tensor,
-                   d_outputs: tf.Tensor, variables: Sequence[tf.Variable],
+def _unit_backward(unit: ReversibleUnit, x2: tf.Tensor, d_outputs: tf.Tensor,
+                   variables: Sequence[tf.Variable],
                    training: Optional[bool]):
-  """One unit backwards: (its input, d input, d variables).
+  """Back-propagates through one unit whose input's second half is x2.
 
-  The residual function is computed once, under a tape: its value
-  reconstructs x1, its vector-Jacobian product gives the gradients.
+  Returns f(x2) (which reconstructs x1 = y1 - f(x2)), the gradient of the
+  unit's input and the gradients of `variables` (None where f does not use
+  one). f is computed once, under a tape: its value reconstructs, its
+  vector-Jacobian product gives the gradients.
   """
-  x2, y1 = tf.split(_after(outputs, d_outputs), 2, axis=-1)
   d_x2_direct, d_y1 = tf.split(d_outputs, 2, axis=-1)
   with tf.GradientTape() as tape:
     tape.watch(x2)
     tape.watch(variables)
     f_x2 = unit.f(x2, training=training, update_statistics=False)
   gradients = tape.gradient(f_x2, [x2, *variables], output_gradients=d_y1)
-  x1 = y1 - f_x2
-  d_x2 = d_x2_direct + gradients[0]
   # y1 = x1 + f(x2): the gradient of x1 is that of y1.
-  return (tf.concat([x1, x2], axis=-1), tf.concat([d_y1, d_x2], axis=-1),
-          gradients[1:])
+  d_inputs = tf.concat([d_y1, d_x2_direct + gradients[0]], axis=-1)
+  return f_x2, d_inputs, gradients[1:]
+
+
+def _identity(x: tf.Tensor) -> tf.Tensor:
+  return x
 
 
 def reversible_sequence(units: Sequence[ReversibleUnit], x: tf.Tensor,
                         training: Optional[bool] = None,
-                        recompute: bool = False) -> tf.Tensor:
-  """x through `units` in order; with `recompute`, without stored activations.
+                        recompute: bool = False,
+                        transition: Optional[Callable[[tf.Tensor],
+                                                      tf.Tensor]] = None
+                        ) -> tf.Tensor:
+  """One RevNet stage: `transition` (if any), then `units` in order.
 
   Args:
     units: reversible units (one RevNet stage).
-    x: their input.
+    x: the stage's input.
     training: passed to the units (batch norm's mode).
     recompute: back-propagate by reconstruction and recomputation (see the
       module docstring). The forward value is the same either way; the
-      gradients agree to float rounding (the reconstruction subtracts what
-      the forward pass added).
+      gradients agree to float rounding.
+    transition: a parameter-free function applied to x first (RevNet's
+      `pool_and_double_channels` between stages). With `recompute`, the
+      backward pass computes the first unit's input exactly from x instead
+      of reconstructing it: x is kept anyway (the previous stage's output,
+      or the root max-pool's), and the transition's zero-padded channels,
+      whose batch variance is zero, would otherwise amplify the rounding
+      of the reconstruction by batch norm's 1/sqrt(epsilon).
 
   Returns:
     The last unit's output.
   """
   units = list(units)
+  transition = transition or _identity
   if not recompute or not units:
+    x = transition(x)
     for unit in units:
       x = unit(x, training=training)
     return x
@@ -148,7 +164,7 @@ def reversible_sequence(units: Sequence[ReversibleUnit], x: tf.Tensor,
   @tf.custom_gradient
   def stage(inputs):
     with record.stop_recording():
-      outputs = inputs
+      outputs = transition(inputs)
       for unit in units:
         outputs = unit(outputs, training=training)
 
@@ -156,11 +172,24 @@ def reversible_sequence(units: Sequence[ReversibleUnit], x: tf.Tensor,
       variables = list(variables or [])
       totals = [None] * len(variables)
       y, d_y = outputs, d_outputs
-      for unit in reversed(units):
-        y, d_y, d_variables = _unit_backward(unit, y, d_y, variables, training)
+      for index in reversed(range(len(units))):
+        if index:
+          x2, y1 = tf.split(_after(y, d_y), 2, axis=-1)
+        else:  # The first unit's input, exactly.
+          with tf.GradientTape() as transition_tape:
+            start = _after(inputs, d_y)
+            transition_tape.watch(start)
+            first_input = transition(start)
+          _, x2 = tf.split(first_input, 2, axis=-1)
+        f_x2, d_y, d_variables = _unit_backward(units[index], x2, d_y,
+                                                variables, training)
+        if index:
+          y = tf.concat([y1 - f_x2, x2], axis=-1)
         totals = [t if d is None else (d if t is None else t + d)
                   for t, d in zip(totals, d_variables)]
-      return d_y, totals
+      d_inputs = transition_tape.gradient(first_input, start,
+                                          output_gradients=d_y)
+      return d_inputs, totals
 
     return outputs, gradient
 
