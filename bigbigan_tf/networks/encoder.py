@@ -37,9 +37,9 @@ tests/test_networks.py):
   The 4096-wide head: 68,141,296 on 2048 features (two 2048 x 4096
   matrices, the first linear layer and the first block's shortcut
   projection, 3 more 4096 x 4096, biases, BN, 2 x 4096 x 120 for mu and
-  sigma-hat); each feature beyond 2048 adds 2 x 4096.
-  RevNet-50 backbones: x1 5,408,640 (total 73,549,936); x2 21,576,192
-  (total 106,494,704); x4 85,765,632, the paper's 86M (total 204,238,576).
+  sigma-hat); 67,149,824 on 4096 (no projection); 118,472,944 on 8192.
+  RevNet-50 backbones: x1 5,408,640 (total 73,549,936); x2 21,505,792
+  (total 89,647,088); x4 85,765,632, the paper's 86M (total 204,238,576).
   A RevNet unit on C channels has 17/64 C^2 conv weights (C/2 x C/8,
   9 (C/8)^2, C/8 x C/2) + 3/2 C BN parameters, a quarter of a same-width
   ResNet-v2 bottleneck's.
