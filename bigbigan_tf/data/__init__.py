@@ -18,9 +18,11 @@ Image sources (the ``name`` argument):
   needs a manual download (its tars placed in the TFDS manual directory);
   other datasets must already be prepared in ``data_dir`` unless
   ``download=True``.
-* ``"image_dir"``: the user's own jpg/png/bmp/gif files under ``image_dir``
-  (searched recursively). Files that cannot be decoded are skipped, counted
-  and reported (`scan_image_dir`).
+* ``"image_dir"``: the user's own jpg/png/bmp/gif files under ``image_dir``:
+  class folders ``image_dir/<class>/...`` (labels by sorted class name) or
+  images directly in it (unlabelled); ``validation_fraction`` holds out a
+  stratified share of every class. Files that cannot be decoded are
+  skipped, counted and reported (`scan_image_folder`).
 
 Batch sizes: ``batch_size`` is always the GLOBAL batch size. With an
 ``input_context`` (from
@@ -49,7 +51,11 @@ does not import scikit-learn: only preparing mnist5k needs it.
 from bigbigan_tf.data.augmentation import AUGMENTATIONS
 from bigbigan_tf.data.image_dir import IMAGE_EXTENSIONS
 from bigbigan_tf.data.image_dir import ImageDirScan
+from bigbigan_tf.data.image_dir import folder_record
+from bigbigan_tf.data.image_dir import ImageFolder
 from bigbigan_tf.data.image_dir import scan_image_dir
+from bigbigan_tf.data.image_dir import scan_image_folder
+from bigbigan_tf.data.image_dir import split_indices
 from bigbigan_tf.data.keys import IMAGE
 from bigbigan_tf.data.keys import IMAGE_D
 from bigbigan_tf.data.keys import IMAGE_DIR
@@ -78,8 +84,10 @@ __all__ = [
     "MNIST5K",
     "UNLABELLED",
     "ImageDirScan",
+    "ImageFolder",
     "Mnist5k",
     "distributed_dataset",
+    "folder_record",
     "evaluation_dataset",
     "load_arrays",
     "load_mnist5k_raw",
@@ -88,4 +96,6 @@ __all__ = [
     "mnist5k_split_indices",
     "prepare_mnist5k",
     "scan_image_dir",
+    "scan_image_folder",
+    "split_indices",
 ]

@@ -54,14 +54,24 @@ def _shard(dataset: tf.data.Dataset,
 
 
 def _image_dir_source(image_dir: str | os.PathLike[str],
+                      split: str,
+                      validation_fraction: float | None,
                       input_context: tf.distribute.InputContext | None
                      ) -> _Source:
-  paths = image_dir_lib.usable_image_paths(image_dir)
-  records = _shard(tf.data.Dataset.from_tensor_slices(paths), input_context)
+  folder = image_dir_lib.scan_image_folder(image_dir)
+  image_dir_lib.warn_about_bad_files(folder)
+  rows = image_dir_lib.select(folder, split, validation_fraction)
+  paths = np.asarray(folder.paths)[rows]
+  labels = folder.labels[rows]
+  # A dict, not a tuple: Dataset.map would unpack a tuple into arguments.
+  records = _shard(
+      tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels}),
+      input_context)
 
-  def decode(path):
-    image = image_dir_lib.decode_image_file_contents(tf.io.read_file(path))
-    return image, tf.constant(keys.UNLABELLED, tf.int32)
+  def decode(record):
+    image = image_dir_lib.decode_image_file_contents(
+        tf.io.read_file(record["path"]))
+    return image, record["label"]
 
   return _Source(records, decode)
 
@@ -229,6 +239,7 @@ def _build_dataset(name: str,
                    training: bool = True,
                    data_dir: str | os.PathLike[str] | None = None,
                    image_dir: str | os.PathLike[str] | None = None,
+                   validation_fraction: float | None = None,
                    manual_dir: str | os.PathLike[str] | None = None,
                    download: bool = False,
                    seed: int | None = None,
@@ -251,6 +262,13 @@ def _build_dataset(name: str,
     raise ValueError(f"image_dir is only used with name={keys.IMAGE_DIR!r}, "
                      f"got name={name!r} and "
                      f"image_dir={os.fspath(image_dir)!r}.")
+  if validation_fraction is not None:
+    if name != keys.IMAGE_DIR:
+      raise ValueError(
+          f"validation_fraction is only used with name={keys.IMAGE_DIR!r} "
+          f"(TFDS datasets have splits), got name={name!r} and "
+          f"validation_fraction={validation_fraction!r}.")
+    image_dir_lib.check_validation_fraction(validation_fraction)
 
   if input_context is not None:
     local_batch = input_context.get_per_replica_batch_size(batch_size)
@@ -262,7 +280,8 @@ def _build_dataset(name: str,
   data_dir = None if data_dir is None else os.fspath(data_dir)
 
   if name == keys.IMAGE_DIR:
-    source = _image_dir_source(image_dir, input_context)
+    source = _image_dir_source(image_dir, split, validation_fraction,
+                               input_context)
   else:
     if name == keys.MNIST5K:
       builder = mnist5k_dataset_builder.prepare_mnist5k(data_dir)
@@ -328,6 +347,7 @@ def make_dataset(name: str,
                  training: bool = True,
                  data_dir: str | os.PathLike[str] | None = None,
                  image_dir: str | os.PathLike[str] | None = None,
+                 validation_fraction: float | None = None,
                  manual_dir: str | os.PathLike[str] | None = None,
                  download: bool = False,
                  seed: int | None = None,
@@ -341,7 +361,9 @@ def make_dataset(name: str,
     name: "mnist5k", "image_dir", "imagenet2012" or another TFDS image
       dataset name.
     split: TFDS split, e.g. "train", "test", "validation" or
-      "train[:90%]". Ignored for "image_dir", which has a single set of images.
+      "train[:90%]". For "image_dir": ignored without ``validation_fraction``
+      (the whole folder); with it, "train" is the training part and "test"
+      or "validation" the held-out part.
     resolution: side of the square output images.
     batch_size: GLOBAL batch size; with ``input_context``, each pipeline
       batches ``input_context.get_per_replica_batch_size(batch_size)``.
@@ -354,7 +376,11 @@ def make_dataset(name: str,
       static shape. False: one pass in a fixed order without randomness (for
       evaluation); the last batch may be smaller unless ``drop_remainder``.
     data_dir: TFDS data directory; None means the TFDS default.
-    image_dir: directory of images, only with ``name="image_dir"``.
+    image_dir: directory of images, only with ``name="image_dir"``: class
+      folders ``image_dir/<class>/...`` (labels by sorted class name) or
+      images directly in it (unlabelled); a local path or gs://.
+    validation_fraction: only with ``name="image_dir"``: hold out this
+      share of every class (stratified, fixed seed), selected by ``split``.
     manual_dir: where manually downloaded files (the ImageNet tars) are;
       None means ``<data_dir>/downloads/manual``.
     download: whether TFDS may download a missing dataset; False keeps the
@@ -362,7 +388,8 @@ def make_dataset(name: str,
     seed: seed for shuffling and augmentation; None for a random one.
     input_context: set by `tf.distribute` (see `distributed_dataset`): shards
       the data by ``input_pipeline_id`` and batches per replica.
-    with_labels: also yield ``LABEL`` (int32 [B]; -1 for image_dir images).
+    with_labels: also yield ``LABEL`` (int32 [B]; -1 for the images of an
+      unlabelled folder or dataset).
     shuffle_buffer_size: examples in the shuffle buffer when training.
     drop_remainder: overrides the default (``training``) for the last batch.
 
@@ -388,6 +415,7 @@ def make_dataset(name: str,
       training=training,
       data_dir=data_dir,
       image_dir=image_dir,
+      validation_fraction=validation_fraction,
       manual_dir=manual_dir,
       download=download,
       seed=seed,
@@ -438,6 +466,7 @@ def evaluation_dataset(name: str,
                        augmentation: str = "none",
                        data_dir: str | os.PathLike[str] | None = None,
                        image_dir: str | os.PathLike[str] | None = None,
+                       validation_fraction: float | None = None,
                        manual_dir: str | os.PathLike[str] | None = None,
                        download: bool = False,
                        max_examples: int | None = None,
@@ -464,6 +493,7 @@ def evaluation_dataset(name: str,
       training=False,
       data_dir=data_dir,
       image_dir=image_dir,
+      validation_fraction=validation_fraction,
       manual_dir=manual_dir,
       download=download,
       with_labels=True)
@@ -480,6 +510,7 @@ def load_arrays(name: str,
                 augmentation: str = "none",
                 data_dir: str | os.PathLike[str] | None = None,
                 image_dir: str | os.PathLike[str] | None = None,
+                validation_fraction: float | None = None,
                 manual_dir: str | os.PathLike[str] | None = None,
                 download: bool = False,
                 max_examples: int | None = None,
@@ -498,7 +529,9 @@ def load_arrays(name: str,
     augmentation: evaluation-time variant of this augmentation (see the
       augmentation module); "none" resizes the whole (square) image.
     data_dir: TFDS data directory; None means the TFDS default.
-    image_dir: directory of images, only with ``name="image_dir"``.
+    image_dir: directory of images, only with ``name="image_dir"`` (see
+      `make_dataset`).
+    validation_fraction: see `make_dataset`.
     manual_dir: see `make_dataset`.
     download: see `make_dataset`.
     max_examples: stop after this many examples; None loads everything.
@@ -506,7 +539,7 @@ def load_arrays(name: str,
 
   Returns:
     images: float32 [N, resolution, resolution, 3] in [-1, 1].
-    labels: int32 [N] (-1 for image_dir images).
+    labels: int32 [N] (-1 for the images of an unlabelled folder).
   """
   dataset = evaluation_dataset(
       name,
@@ -515,6 +548,7 @@ def load_arrays(name: str,
       augmentation=augmentation,
       data_dir=data_dir,
       image_dir=image_dir,
+      validation_fraction=validation_fraction,
       manual_dir=manual_dir,
       download=download,
       max_examples=max_examples,
