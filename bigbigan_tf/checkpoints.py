@@ -6,8 +6,13 @@
       architecture.json      every variable's path and shape, by network
       checkpoints/ckpt-N     networks, optimisers, EMA copies, global step
                              (and the input pipeline's position)
+      classes.json           with make_dataset.name = "image_dir": the
+                             folder's class names in index order, images
+                             per class, files skipped (data.image_dir)
       images/                PNG grids; eval/ and the top level: TensorBoard
       eval.json              the figures of the last evaluation
+      eval/classes.json      the same for the folder(s) of the last
+                             evaluation, when it was on an image folder
 
 Networks are saved as flat {Keras variable path: variable} maps
 (`variables_checkpoint`): Keras 3 layers kept in Python lists or dicts (our
@@ -29,6 +34,8 @@ OPERATIVE_CONFIG_FILE = "operative_config.gin"
 ARCHITECTURE_FILE = "architecture.json"
 IMAGE_DIR = "images"
 RESULTS_FILE = "eval.json"
+EVAL_DIR = "eval"
+CLASSES_FILE = "classes.json"
 
 
 def variables_checkpoint(network: keras.Model) -> tf.train.Checkpoint:

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bigbigan_tf import bindings
 from bigbigan_tf import checkpoints
 from bigbigan_tf import data
 from bigbigan_tf import distribute
@@ -598,6 +599,7 @@ def train(model_dir: str,
     with tf.io.gfile.GFile(
         os.path.join(model_dir, checkpoints.CONFIG_FILE), "w") as f:
       f.write(gin.config_str())
+    _write_class_index(model_dir, dataset_split)
 
     make_iterator = lambda data_seed: iter(data.distributed_dataset(
         strategy, batch_size, split=dataset_split,
@@ -645,6 +647,22 @@ def train(model_dir: str,
     finally:
       writer.flush()
   return metrics
+
+
+def _write_class_index(model_dir: str, split: str) -> None:
+  """model_dir/classes.json for a run on an image folder: its classes in
+  index order, images per class, files skipped (data.image_dir)."""
+  if bindings.bound_value("make_dataset.name") != data.IMAGE_DIR:
+    return
+  image_dir = bindings.bound_value("make_dataset.image_dir")
+  if image_dir is None:  # make_dataset names what is missing.
+    return
+  checkpoints.write_json(
+      os.path.join(model_dir, checkpoints.CLASSES_FILE),
+      data.folder_record(
+          image_dir, split,
+          bindings.bound_value("make_dataset.validation_fraction"),
+          what="make_dataset.image_dir"))
 
 
 def _fixed_inputs(model: model_lib.BigBiGAN, seed: int, split: str) -> dict:

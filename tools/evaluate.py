@@ -11,6 +11,16 @@ sample_feature_extractor=@inception_extractor()" with
 --gin_bindings="inception_extractor.handle='/path/to/tfgan_inception'").
 Writes a JSON of all figures and TensorBoard summaries (for --model_dir).
 
+Labelled folders of your own images (class folders ROOT/<class>/<images>),
+e.g. an encoder trained on one dataset measured on another:
+  bigbigan-evaluate --model_dir=/tmp/run \
+      --gin_bindings='evaluation.dataset = "image_dir"' \
+      --gin_bindings='evaluation.image_dir = "/data/labelled"' \
+      --gin_bindings='evaluation.validation_fraction = 0.2'
+(or evaluation.train_image_dir and evaluation.test_image_dir). The class
+index goes to model_dir/eval/classes.json, or for --hub_module to
+classes.json beside --output_json.
+
 Large datasets (ImageNet): --feature_dir=/local/disk/features (the same as
 --gin_bindings="evaluation.feature_dir='/local/disk/features'") streams the
 evaluation splits batch by batch and keeps E's features on that local disk
@@ -20,6 +30,8 @@ training split), e.g.
       --feature_dir=/mnt/disks/eval/features
 """
 
+
+import os
 
 from absl import app
 from absl import flags
@@ -49,7 +61,9 @@ flags.DEFINE_string("feature_dir", None,
                     "disk, see bigbigan_tf/evaluation/evaluator.py); default in memory.")
 flags.DEFINE_string("output_json", None,
                     "Also write the figures here (with --model_dir they are always in "
-                    "model_dir/eval.json); local path or gs://.")
+                    "model_dir/eval.json); local path or gs://. With --hub_module "
+                    "and image folders, their class index goes to classes.json "
+                    "in the same directory.")
 
 
 def main(argv):
@@ -68,8 +82,13 @@ def main(argv):
       config.parse(FLAGS.gin_file, gin_bindings)
     except ValueError as error:
       raise app.UsageError(str(error)) from error
+    class_index_path = None
+    if FLAGS.output_json:
+      class_index_path = os.path.join(os.path.dirname(FLAGS.output_json),
+                                      checkpoints.CLASSES_FILE)
     results = evaluator.evaluate_model(
-        export.ExportedBigBiGAN(FLAGS.hub_module))
+        export.ExportedBigBiGAN(FLAGS.hub_module),
+        class_index_path=class_index_path)
   # With --model_dir the figures are already in model_dir/eval.json.
   if FLAGS.output_json:
     checkpoints.write_json(FLAGS.output_json, results)

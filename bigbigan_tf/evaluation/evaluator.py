@@ -22,6 +22,11 @@ of a training run, evaluates it with this and writes eval.json and
 TensorBoard summaries into model_dir. Exported modules are evaluated through
 `export.ExportedBigBiGAN`, which has the same interface.
 
+`evaluation.dataset = "image_dir"` measures the encoder on a user's labelled
+image folders (class folders ROOT/<class>/...): `evaluation.train_image_dir`
+and `evaluation.test_image_dir`, or one `evaluation.image_dir` split by
+`evaluation.validation_fraction` (docs/evaluation.md, "Your own images").
+
 Small datasets are evaluated in memory. For ImageNet, bind
 `evaluation.feature_dir` to a local directory: the splits are then streamed
 through the evaluation pipeline batch by batch, E's features are written to
@@ -34,13 +39,16 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable, Optional, Union
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
 
 from bigbigan_tf import bindings
+from bigbigan_tf import checkpoints
 from bigbigan_tf import layers
 from bigbigan_tf import data
+from bigbigan_tf.data import image_dir as image_dir_lib
 from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import feature_extractors
 from bigbigan_tf.evaluation import feature_store
@@ -198,11 +206,11 @@ class _InMemorySplits:
   `pool` maps images to D's resolution (model.pool_for_discriminator).
   """
 
-  def __init__(self, dataset, train_split, test_split, resolution, data_dir,
+  def __init__(self, dataset, sources, resolution, data_dir,
                pool: Callable, batch_size: int = 250):
-    self._load = lambda split: data.load_arrays(dataset, split, resolution,
-                                                data_dir=data_dir)
-    self._splits = {"train": train_split, "test": test_split}
+    self._load = lambda source: data.load_arrays(
+        dataset, resolution=resolution, data_dir=data_dir, **source)
+    self._splits = sources
     self._arrays = {}
     self._pool = pool
     self._batch_size = batch_size
@@ -245,10 +253,10 @@ class _StreamedSplits:
   evaluation pipeline (data.evaluation_dataset, with the gin bindings of
   load_arrays); features are written to `feature_dir` and memory mapped."""
 
-  def __init__(self, dataset, train_split, test_split, resolution, data_dir,
+  def __init__(self, dataset, sources, resolution, data_dir,
                pool: Callable, feature_dir: str, feature_dtype: str):
     self._dataset = dataset
-    self._splits = {"train": train_split, "test": test_split}
+    self._splits = sources
     self._resolution = resolution
     self._settings = {**gin.get_bindings("load_arrays"), "data_dir": data_dir}
     self._pool = pool
@@ -261,8 +269,9 @@ class _StreamedSplits:
       bound = settings.get("max_examples")
       settings["max_examples"] = (max_examples if bound is None else
                                   min(bound, max_examples))
-    return data.evaluation_dataset(self._dataset, self._splits[role],
-                                   self._resolution, **settings)
+    settings.update(self._splits[role])
+    return data.evaluation_dataset(self._dataset,
+                                   resolution=self._resolution, **settings)
 
   def _extract(self, feature_fn, tag: str, max_examples=None):
     splits = []
@@ -272,7 +281,8 @@ class _StreamedSplits:
           os.path.join(self._feature_dir, f"{tag}_{role}"),
           dtype=self._feature_dtype,
           info={"features": tag, "dataset": self._dataset,
-                "split": self._splits[role], "resolution": self._resolution,
+                "split": self._splits[role]["split"],
+                "source": self._splits[role], "resolution": self._resolution,
                 "pipeline": self._settings, "max_examples": max_examples})
       splits += [stored.features, stored.labels]
     return tuple(splits)
@@ -372,7 +382,107 @@ def _pixel_probe(splits, pool: Callable, max_examples: Optional[int],
   return (lambda x: flat(x) @ probe.weights + probe.bias), probe.top1
 
 
-@gin.configurable("evaluation", denylist=["model"])
+_FOLDER_PARAMETERS = ("image_dir", "train_image_dir", "test_image_dir",
+                      "validation_fraction")
+
+
+def _data_sources(dataset: str, train_split: str, test_split: str,
+                  folders: dict) -> dict[str, dict]:
+  """data.load_arrays arguments of the probe's training ("train") and
+  held-out ("test") data; checks the image-folder parameters.
+
+  Args:
+    folders: the evaluation.* values of `_FOLDER_PARAMETERS`.
+  """
+  given = {f"evaluation.{k}": v for k, v in folders.items() if v is not None}
+  if dataset != data.IMAGE_DIR:
+    if given:
+      raise ValueError(
+          f"{', '.join(sorted(given))} only apply with evaluation.dataset = "
+          f"{data.IMAGE_DIR!r}; got evaluation.dataset = {dataset!r}.")
+    return {"train": {"split": train_split}, "test": {"split": test_split}}
+  two = (folders["train_image_dir"], folders["test_image_dir"])
+  one = (folders["image_dir"], folders["validation_fraction"])
+  if all(v is not None for v in two) and all(v is None for v in one):
+    return {"train": {"split": "train", "image_dir": two[0]},
+            "test": {"split": "test", "image_dir": two[1]}}
+  if all(v is not None for v in one) and all(v is None for v in two):
+    image_dir_lib.check_validation_fraction(one[1])
+    return {role: {"split": role, "image_dir": one[0],
+                   "validation_fraction": one[1]}
+            for role in ("train", "test")}
+  received = ", ".join(f"{k} = {v!r}" for k, v in sorted(given.items()))
+  raise ValueError(
+      f"evaluation.dataset = {data.IMAGE_DIR!r} needs either "
+      "evaluation.train_image_dir and evaluation.test_image_dir (class "
+      "folders of the probe's training images and of held-out images) or "
+      "evaluation.image_dir and evaluation.validation_fraction (one folder, "
+      "a share of every class held out); got "
+      f"{received or 'none of them'}.")
+
+
+def _labelled_folders(sources: dict[str, dict]) -> dict:
+  """Checks that the evaluation folders can be probed; their class record.
+
+  Raises:
+    ValueError: a folder without class folders (or with images beside
+      them), fewer than two classes, different classes in the training and
+      held-out folders, or a validation_fraction that leaves a class empty.
+  """
+  names = {"train": "evaluation.train_image_dir",
+           "test": "evaluation.test_image_dir"}
+  if "validation_fraction" in sources["train"]:
+    names = {"train": "evaluation.image_dir", "test": "evaluation.image_dir"}
+  record, scanned = {}, {}
+  for role, source in sources.items():
+    root = source["image_dir"]
+    if root not in scanned:
+      scanned[root] = image_dir_lib.scan_image_folder(root, what=names[role])
+    folder = scanned[root]
+    image_dir_lib.warn_about_bad_files(folder)
+    expected = (f"class folders {names[role]}/<class name>/<images> (a "
+                "probe needs labels)")
+    if folder.loose_images:
+      raise ValueError(
+          f"Expected {expected}, but {folder.root!r} also holds "
+          f"{len(folder.loose_images)} images directly, e.g. "
+          f"{', '.join(folder.loose_images[:3])}: move them into a class "
+          "folder, or remove them.")
+    if not folder.labelled:
+      raise ValueError(
+          f"Expected {expected}, but {folder.root!r} holds its images "
+          "directly (a flat folder is unlabelled: it trains, but cannot be "
+          "evaluated on).")
+    if len(folder.class_names) < 2:
+      raise ValueError(
+          f"Expected at least 2 class folders in {names[role]} "
+          f"{folder.root!r} (a probe tells classes apart), found "
+          f"{len(folder.class_names)}: {list(folder.class_names)}.")
+    rows = image_dir_lib.select(folder, source["split"],
+                                source.get("validation_fraction"))
+    record[role] = image_dir_lib.class_record(
+        folder, rows, source["split"], source.get("validation_fraction"))
+  train_classes = record["train"]["classes"]
+  test_classes = record["test"]["classes"]
+  if train_classes != test_classes:
+    raise ValueError(
+        "Expected the same class folders in evaluation.train_image_dir and "
+        "evaluation.test_image_dir (class indices follow the sorted names); "
+        f"only in {record['train']['image_dir']!r}: "
+        f"{sorted(set(train_classes) - set(test_classes))}, only in "
+        f"{record['test']['image_dir']!r}: "
+        f"{sorted(set(test_classes) - set(train_classes))}.")
+  return {"classes": train_classes, **record}
+
+
+def _write_class_index(path: Optional[str], record: Optional[dict]) -> None:
+  if path is None or record is None:
+    return
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+  checkpoints.write_json(path, record)
+
+
+@gin.configurable("evaluation", denylist=["model", "class_index_path"])
 def evaluate_model(model: model_lib.BigBiGAN,
                    dataset: str = "mnist5k",
                    train_split: str = "train",
@@ -393,7 +503,12 @@ def evaluate_model(model: model_lib.BigBiGAN,
                    judge: bool = True,
                    inversion_samples: int = 1000,
                    memorisation_examples: int = 1000,
-                   inverse_fit_steps: int = 0
+                   inverse_fit_steps: int = 0,
+                   image_dir: Optional[str] = None,
+                   train_image_dir: Optional[str] = None,
+                   test_image_dir: Optional[str] = None,
+                   validation_fraction: Optional[float] = None,
+                   class_index_path: Optional[str] = None
                   ) -> dict[str, float]:
   """Measures `model` on a labelled dataset (labels used only here).
 
@@ -413,8 +528,10 @@ def evaluate_model(model: model_lib.BigBiGAN,
 
   Args:
     model: the BigBiGAN to measure (with an encoder).
-    dataset: dataset name for data.load_arrays.
-    train_split, test_split: probe training and held-out splits.
+    dataset: dataset name for data.load_arrays; "image_dir" for labelled
+      image folders (below).
+    train_split, test_split: probe training and held-out splits (not used
+      with image folders).
     probe_steps: linear-probe steps (zero-initialised, lr 0.01, EMA).
     knn_k: neighbours for the kNN accuracy (cosine).
     random_encoder_baseline: also probe a freshly initialised encoder (its
@@ -447,7 +564,9 @@ def evaluate_model(model: model_lib.BigBiGAN,
       0 keeps them, the baseline reported before this option existed).
     judge: also score reconstructions with the dataset's CNN judge
       (evaluation.judge; cached per dataset): reconstruction_judge_*, and
-      judge_test_top1, its own held-out accuracy.
+      judge_test_top1, its own held-out accuracy. Skipped, with a logged
+      reason, for image folders: a judge is trained for a TFDS dataset and
+      cached under its name.
     inversion_samples: prior samples for inversion_error
       (‖E(G(z)) − z‖² / mean ‖z − z′‖²; 0 skips it).
     memorisation_examples: images of each split for D's memorisation gap
@@ -456,33 +575,63 @@ def evaluate_model(model: model_lib.BigBiGAN,
       ‖E(G(z)) − z‖² alone with G frozen for this many steps and reports its
       inversion error and judge score (inverse_fit_*): can E's architecture
       invert G at all?
+    image_dir, train_image_dir, test_image_dir, validation_fraction: with
+      dataset "image_dir": either train_image_dir (the probe's training
+      images) and test_image_dir (held-out images), each a folder of class
+      folders with the same class names, or one image_dir of class folders
+      of which validation_fraction of every class is held out (stratified,
+      fixed seed; data.image_dir). Local paths or gs://.
+    class_index_path: where to write the class index of the image folders
+      (class names in index order, images per class and split, files
+      skipped; checkpoints.CLASSES_FILE); None, or a dataset other than
+      image folders, writes nothing.
 
   Returns:
     A flat dict of figures.
 
   Raises:
     ValueError: a bad feature_dtype or pixel_probe_max_examples, a
-      non-local feature_dir, or empty splits.
+      non-local feature_dir, or empty splits; image folders that are
+      missing, unlabelled, of fewer than two classes or of different classes,
+      and a validation_fraction not in (0, 1) or leaving a class empty.
   """
   _check_evaluation_options(feature_dtype, pixel_probe_max_examples)
+  sources = _data_sources(dataset, train_split, test_split, {
+      "image_dir": image_dir, "train_image_dir": train_image_dir,
+      "test_image_dir": test_image_dir,
+      "validation_fraction": validation_fraction})
   if data_dir is None:  # Read the data where training read it.
     data_dir = bindings.bound_value("make_dataset.data_dir")
 
-  def make_splits(train, test, resolution, pool):
+  def make_splits(resolution, pool):
     if feature_dir is None:
-      return _InMemorySplits(dataset, train, test, resolution, data_dir, pool)
-    return _StreamedSplits(dataset, train, test, resolution, data_dir, pool,
+      return _InMemorySplits(dataset, sources, resolution, data_dir, pool)
+    return _StreamedSplits(dataset, sources, resolution, data_dir, pool,
                            feature_dir, feature_dtype)
 
   if model.encoder is None:  # StandardGAN: only sample quality applies.
     if sample_feature_extractor is None:
       return {}
-    real_images = make_splits(train_split, test_split, model.resolution,
-                              lambda x: x).real_images()
+    real_images = make_splits(model.resolution, lambda x: x).real_images()
     return sample_quality(model, sample_feature_extractor, real_images,
                           num_samples, seed)
+  folders = None
+  if dataset == data.IMAGE_DIR:
+    folders = _labelled_folders(sources)
+    logging.info("Evaluating on image folders: classes %s; %d probe "
+                 "training and %d held-out images.", folders["classes"],
+                 folders["train"]["num_images"],
+                 folders["test"]["num_images"])
+    if judge:
+      logging.info(
+          "Skipping the reconstruction judge (evaluation.judge): it is a "
+          "CNN trained for a TFDS dataset and cached under its name, and an "
+          "image folder has none; reconstruction_same_class still scores "
+          "reconstructions with the pixel classifier.")
+      judge = False
+  _write_class_index(class_index_path, folders)
   pool = model.pool_for_discriminator
-  splits = make_splits(train_split, test_split, model.encoder_resolution, pool)
+  splits = make_splits(model.encoder_resolution, pool)
 
   results = _encoder_figures(splits, model.encoder, "", probe_steps, knn_k)
   latent = splits.features(model.encoder, "encoder_z_mean", common.Z_MEAN)

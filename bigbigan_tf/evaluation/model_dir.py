@@ -4,7 +4,9 @@
 (`restore.restore_inference_model`: EMA weights, standing statistics),
 measures it with the gin-bound `evaluation` settings
 (`evaluator.evaluate_model`) and writes the figures to model_dir/eval.json
-and to TensorBoard under model_dir/eval, at the checkpoint's step.
+and to TensorBoard under model_dir/eval, at the checkpoint's step; an
+evaluation on image folders also writes their class index to
+model_dir/eval/classes.json.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def evaluate_model_dir(model_dir: str,
     gin_files, gin_bindings: evaluation settings on top of the run's config.
 
   Returns:
-    The figures (also written to model_dir/eval.json).
+    The figures (also written to model_dir/eval.json; with
+    evaluation.dataset = "image_dir" the folders' classes go to
+    model_dir/eval/classes.json).
 
   Raises:
     ValueError: model_dir has no config or no checkpoint.
@@ -44,10 +48,15 @@ def evaluate_model_dir(model_dir: str,
   model = restore.restore_inference_model(model_dir, checkpoint)
   if gin_files or gin_bindings:
     config.parse(gin_files, gin_bindings, clear=False)
-  results = evaluator.evaluate_model(model)
+  class_index_path = os.path.join(model_dir, checkpoints.EVAL_DIR,
+                                  checkpoints.CLASSES_FILE)
+  if tf.io.gfile.exists(class_index_path):  # Of an earlier evaluation.
+    tf.io.gfile.remove(class_index_path)
+  results = evaluator.evaluate_model(model, class_index_path=class_index_path)
   checkpoints.write_json(os.path.join(model_dir, checkpoints.RESULTS_FILE),
                          results)
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+  writer = tf.summary.create_file_writer(
+      os.path.join(model_dir, checkpoints.EVAL_DIR))
   with writer.as_default(step=checkpoints.checkpoint_step(checkpoint)):
     for key, value in results.items():
       tf.summary.scalar(f"eval/{key}", value)
