@@ -2,6 +2,7 @@
 model trained on a folder evaluated on labelled folders (its model_dir and
 its exported module)."""
 
+import importlib.util
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ import pathlib
 import types
 
 import numpy as np
+from absl import flags
 import pytest
 import tensorflow as tf
 from PIL import Image
@@ -388,7 +390,9 @@ def test_train_on_a_folder_then_evaluate_run_and_module(labelled, tmp_path,
   probe_test = _write_labelled(tmp_path / "probe_test", 7, per_class=2,
                                extras=False)
   paths = export.export_modules(restored[0], str(tmp_path / "export"))
+  # Streamed this time (features on disk): the same figures' keys.
   config.parse([os.path.join(model_dir, "config.gin")], EVAL_BINDINGS + [
+      f"evaluation.feature_dir = '{tmp_path / 'features'}'",
       "evaluation.dataset = 'image_dir'",
       f"evaluation.train_image_dir = '{probe_train}'",
       f"evaluation.test_image_dir = '{probe_test}'"])
@@ -407,3 +411,29 @@ def test_train_on_a_folder_then_evaluate_run_and_module(labelled, tmp_path,
   assert hub_classes["train"]["images_per_class"] == {
       "blue": 4, "green": 4, "red": 4}
   assert hub_classes["test"]["num_images"] == 6
+
+
+def test_evaluate_tool_writes_a_module_class_index_beside_output_json(
+    monkeypatch, tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      "evaluate_tool", os.path.join(ROOT, "tools", "evaluate.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  calls = []
+  monkeypatch.setattr(tool.export, "ExportedBigBiGAN", lambda handle: handle)
+  monkeypatch.setattr(
+      tool.evaluator, "evaluate_model",
+      lambda model, **kwargs: calls.append((model, kwargs)) or {"knn5": 1.0})
+  (tmp_path / "out").mkdir()
+  argv = ["evaluate.py", "--hub_module=EXPORT/bigbigan",
+          "--gin_bindings=evaluation.dataset = 'image_dir'",
+          f"--output_json={tmp_path / 'out' / 'eval.json'}"]
+  try:
+    flags.FLAGS(argv)
+    tool.main(argv)
+  finally:
+    flags.FLAGS.unparse_flags()
+  (model, kwargs), = calls
+  assert model == "EXPORT/bigbigan"
+  assert kwargs == {"class_index_path": str(tmp_path / "out" /
+                                            checkpoints.CLASSES_FILE)}
