@@ -58,6 +58,7 @@ setuptools.setup(
             "bigbigan-evaluate = bigbigan_tf.tools.evaluate:run",
             "bigbigan-export = bigbigan_tf.tools.export_hub:run",
             "bigbigan-benchmark = bigbigan_tf.tools.benchmark:run",
+            "bigbigan-curves = bigbigan_tf.tools.curves:run",
         ],
     },
 )

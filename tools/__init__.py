@@ -1,8 +1,9 @@
 """Command-line programs of bigbigan_tf (installed as `bigbigan_tf.tools`).
 
-Console scripts: bigbigan-train, bigbigan-evaluate, bigbigan-export and
-bigbigan-benchmark; each is also `python -m bigbigan_tf.tools.<name>` and,
-from a checkout, `python tools/<name>.py`. Flags live here and nowhere else.
+Console scripts: bigbigan-train, bigbigan-evaluate, bigbigan-export,
+bigbigan-benchmark and bigbigan-curves; each is also
+`python -m bigbigan_tf.tools.<name>` and, from a checkout,
+`python tools/<name>.py`. Flags live here and nowhere else.
 
 Start-up is quiet: TensorFlow's native start-up lines (CUDA probing on a
 machine without a GPU, CPU feature notes) are muted while TensorFlow is
