@@ -12,9 +12,11 @@ the configurable and parameter.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pathlib
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import gin
 import tensorflow as tf
@@ -37,10 +39,38 @@ def parse(gin_files: Sequence[str] = (),
   if clear:
     gin.clear_config()
   try:
-    gin.parse_config_files_and_bindings(paths, list(gin_bindings),
-                                        finalize_config=False)
+    with _quiet_package_lookups():
+      gin.parse_config_files_and_bindings(paths, list(gin_bindings),
+                                          finalize_config=False)
   except (ValueError, KeyError, IOError) as error:
     raise ValueError(f"Invalid gin configuration: {error}") from error
+
+
+class _PackageLookupFilter(logging.Filter):
+  """Drops gin's "Path not found" error records.
+
+  For an `include 'table1/base.gin'`, gin also asks whether `table1` is a
+  Python package holding the file and logs an error when it is not, before
+  it finds the file under the shipped config directory: a false alarm. A
+  file that is really missing still fails with gin's exception.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno == logging.ERROR
+                and str(record.msg).startswith("Path not found")
+                and record.pathname.endswith(
+                    os.path.join("gin", "resource_reader.py")))
+
+
+@contextlib.contextmanager
+def _quiet_package_lookups() -> Iterator[None]:
+  root = logging.getLogger()
+  lookup_filter = _PackageLookupFilter()
+  root.addFilter(lookup_filter)
+  try:
+    yield
+  finally:
+    root.removeFilter(lookup_filter)
 
 
 def shipped_config_dir() -> pathlib.Path:

@@ -1,5 +1,6 @@
 """Finding and parsing gin files: by path, or by shipped name from anywhere."""
 
+import logging
 import pathlib
 
 import gin
@@ -65,3 +66,15 @@ def test_bindings_win_over_files_and_macros_resolve():
   assert bindings.bound_value("generator.z_dim") == 16  # %Z_DIM
   assert bindings.bound_value("generator.not_bound", "default") == "default"
   gin.clear_config()
+
+
+def test_includes_by_name_log_no_false_errors(caplog, tmp_path, monkeypatch):
+  """gin's package lookup of `include 'table1/base.gin'` logs no error."""
+  monkeypatch.chdir(tmp_path)
+  with caplog.at_level(logging.INFO):
+    config.parse(["table1/revnet.gin"])
+  assert not [r for r in caplog.records if r.levelno >= logging.ERROR], (
+      caplog.text)
+  (tmp_path / "broken.gin").write_text("include 'table1/no_such.gin'\n")
+  with pytest.raises(ValueError, match="no_such.gin"):
+    config.parse([str(tmp_path / "broken.gin")])

@@ -21,7 +21,7 @@ import tensorflow as tf
 # out of its plot.
 PANELS = (
     ("Linear probe on the held-out split (BN+CReLU)", "top-1", (
-        ("eval/linear_probe_bn_crelu_top1", "trained E (EMA)"),
+        ("eval/linear_probe_bn_crelu_top1", "trained E"),
         ("eval/random_encoder_linear_probe_bn_crelu_top1", "random E"),
         ("eval/linear_probe_avepool_top1", "trained E, AvePool"),
         ("eval/latent_knn5_top1", "kNN-5 on E's z"),
@@ -31,7 +31,7 @@ PANELS = (
         ("eval/reconstruction_same_class", "by the pixel probe"),
     )),
     ("Inversion error |E(G(z)) - z|^2 / mean |z - z'|^2", "error", (
-        ("eval/inversion_error", "trained E (EMA)"),
+        ("eval/inversion_error", "trained E"),
     )),
     ("Hinge still active (fraction of examples)", "fraction", ()),
 )
