@@ -16,6 +16,7 @@ import tensorflow as tf
 from bigbigan_tf import benchmark
 from bigbigan_tf import bindings
 from bigbigan_tf import config
+from bigbigan_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "gin", "smoke.gin")
@@ -79,29 +80,41 @@ def test_settings_reject_bad_values():
     benchmark.Settings(data="imagenet")
 
 
-def _step_flops(per_replica_batch, d_steps):
-  config.parse([SMOKE])
-  setup = benchmark.build(benchmark.Settings(
-      per_replica_batch=per_replica_batch, d_steps=d_steps))
-  return benchmark.step_flops(setup.trainer, setup.iterator)["total"]
+# A smaller E, D and step than smoke.gin's: tracing a step costs seconds per
+# layer, and linearity does not depend on the depth.
+SMALL = ["encoder.units_per_stage = (1, 1)", "encoder.mlp_blocks = 1",
+         "discriminator.mlp_blocks = 1", "trainer.gradient_diagnostics = False"]
 
 
 @pytest.mark.slow
 def test_step_flops_linear_in_batch_and_d_steps():
   """FLOPs(b) = a b + c: equal increments for b = 2, 4, 6 (c: spectral-norm
   power iterations, which do not depend on the batch), so FLOPs nearly
-  double from 2 to 4; and each extra D step adds the same amount."""
-  by_batch = [_step_flops(b, 1) for b in (2, 4, 6)]
+  double from 2 to 4; and each extra D step adds the same amount. One model,
+  a trainer per (batch, d_steps)."""
+  config.parse([SMOKE], SMALL)
+  setup = benchmark.build(benchmark.Settings(per_replica_batch=2, d_steps=1))
+
+  def step_flops(per_replica_batch, d_steps):
+    if (per_replica_batch, d_steps) == (2, 1):
+      trainer, iterator = setup.trainer, setup.iterator
+    else:
+      trainer = training.Trainer(setup.model, setup.strategy,
+                                 per_replica_batch, d_steps=d_steps)
+      iterator = iter(benchmark._synthetic_dataset(  # pylint: disable=protected-access
+          setup.strategy, per_replica_batch, setup.model.encoder_resolution))
+    return benchmark.step_flops(trainer, iterator)["total"]
+
+  by_batch = [step_flops(b, 1) for b in (2, 4, 6)]
   assert by_batch[2] - by_batch[1] == by_batch[1] - by_batch[0] > 0
   assert by_batch[1] / by_batch[0] == pytest.approx(2.0, rel=0.02)
-  by_d_steps = [_step_flops(2, d) for d in (1, 2, 3)]
-  assert by_d_steps[0] == by_batch[0]
+  by_d_steps = [by_batch[0]] + [step_flops(2, d) for d in (2, 3)]
   assert by_d_steps[2] - by_d_steps[1] == by_d_steps[1] - by_d_steps[0] > 0
 
 
 @pytest.mark.slow
 def test_run_figures_are_consistent(tmp_path):
-  config.parse([SMOKE])
+  config.parse([SMOKE], SMALL)
   settings = benchmark.Settings(per_replica_batch=4, d_steps=1,
                                 steps_per_loop=2, loops=3, warmup_loops=0)
   result = benchmark.run(settings, peak_flops=1e12,
@@ -143,57 +156,47 @@ def test_run_figures_are_consistent(tmp_path):
 
 @pytest.mark.slow
 def test_mixed_precision_counts_the_same_flops_and_restores_policy():
-  config.parse([SMOKE])
+  config.parse([SMOKE], SMALL)
   settings = benchmark.Settings(per_replica_batch=2, d_steps=1,
                                 mixed_precision=True, steps_per_loop=1,
                                 loops=1, warmup_loops=0)
   result = benchmark.run(settings, peak_flops=1e12)
   assert keras.mixed_precision.global_policy().name == "float32"
   assert result["mixed_precision"] is True
-  assert result["flops_per_step"] == _step_flops(2, 1)
+  float32 = benchmark.build(benchmark.Settings(per_replica_batch=2, d_steps=1))
+  assert result["flops_per_step"] == benchmark.step_flops(
+      float32.trainer, float32.iterator)["total"]
 
 
 @pytest.mark.slow
-def test_tool_runs_each_variant_and_writes_json(tmp_path):
+def test_tool_runs_each_variant_keeps_results_of_a_failed_one(tmp_path):
+  # generator.resolution=16 parses but the generator rejects it when built;
+  # the variants after it still run and every result reaches the JSON.
   output = tmp_path / "bench.json"
   process = subprocess.run(
       [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
-       f"--gin_file={SMOKE}", "--variant=", "--variant=discriminator.ch=16",
-       "--per_replica_batch=2", "--d_steps=1", "--steps_per_loop=1",
-       "--loops=1", "--warmup_loops=0", "--peak_flops=1e12",
-       f"--output={output}"],
-      capture_output=True, text=True, check=False, cwd=REPO)
-  assert process.returncode == 0, process.stderr[-3000:]
-  results = json.loads(output.read_text())
-  assert [r["variant"] for r in results] == ["", "discriminator.ch=16"]
-  assert [r["config"].split(", ")[-1] for r in results] == ["D ch8", "D ch16"]
-  assert results[1]["flops_per_step"] > results[0]["flops_per_step"]
-  assert results[1]["trainable_parameters"] > results[0]["trainable_parameters"]
-  for word in ("GFLOP/step", "img/s", "(as configured)", "discriminator.ch=16"):
-    assert word in process.stdout
-
-
-@pytest.mark.slow
-def test_tool_keeps_other_results_when_one_variant_fails(tmp_path):
-  # generator.resolution=16 parses but the generator rejects it when built.
-  output = tmp_path / "bench.json"
-  process = subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
-       f"--gin_file={SMOKE}", "--variant=generator.resolution=16",
-       "--variant=", "--per_replica_batch=2", "--d_steps=1",
-       "--steps_per_loop=1", "--loops=1", "--warmup_loops=0",
-       "--peak_flops=1e12", "--count_flops=false", f"--output={output}"],
+       f"--gin_file={SMOKE}", "--variant=", "--variant=generator.resolution=16",
+       "--variant=discriminator.ch=16", "--per_replica_batch=2",
+       "--d_steps=1", "--steps_per_loop=1", "--loops=1", "--warmup_loops=0",
+       "--peak_flops=1e12", f"--output={output}"],
       capture_output=True, text=True, check=False, cwd=REPO)
   assert process.returncode != 0
-  assert "1 of 2 benchmark runs failed" in process.stderr
+  assert "1 of 3 benchmark runs failed" in process.stderr, process.stderr[-3000:]
   assert "FAILED: ValueError: Generator resolution must be one of" in (
       process.stdout)
-  failed, finished = json.loads(output.read_text())
+  base, failed, wider = json.loads(output.read_text())
   assert failed["variant"] == "generator.resolution=16"
   assert "Generator resolution" in failed["error"]
   assert failed["per_replica_batch"] == 2
-  assert "error" not in finished and finished["step_time_s"] > 0
-  assert "(as configured)" in process.stdout
+  assert [r["variant"] for r in (base, wider)] == ["", "discriminator.ch=16"]
+  for result in (base, wider):
+    assert "error" not in result and result["step_time_s"] > 0
+  assert [r["config"].split(", ")[-1] for r in (base, wider)] == [
+      "D ch8", "D ch16"]
+  assert wider["flops_per_step"] > base["flops_per_step"]
+  assert wider["trainable_parameters"] > base["trainable_parameters"]
+  for word in ("GFLOP/step", "img/s", "(as configured)", "discriminator.ch=16"):
+    assert word in process.stdout
 
 
 def test_tool_rejects_bad_flag_values(tmp_path):
