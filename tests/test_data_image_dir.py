@@ -2,7 +2,6 @@
 model trained on a folder evaluated on labelled folders (its model_dir and
 its exported module)."""
 
-import importlib.util
 import io
 import json
 import logging
@@ -415,10 +414,9 @@ def test_train_on_a_folder_then_evaluate_run_and_module(labelled, tmp_path,
 
 def test_evaluate_tool_writes_a_module_class_index_beside_output_json(
     monkeypatch, tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      "evaluate_tool", os.path.join(ROOT, "tools", "evaluate.py"))
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  # The installed module, imported once per process: its absl flags are
+  # defined once however many tests use it.
+  from bigbigan_tf.tools import evaluate as tool  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(tool.export, "ExportedBigBiGAN", lambda handle: handle)
   monkeypatch.setattr(

@@ -5,7 +5,6 @@ in-memory path, read at most a chunk of feature rows at a time, and refuse
 stored features that do not fit with errors naming what was expected.
 """
 
-import importlib.util
 import os
 
 from absl import flags
@@ -238,10 +237,9 @@ def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
 
 def test_evaluate_tool_passes_feature_dir_as_a_gin_binding(monkeypatch,
                                                           tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      "evaluate_tool", os.path.join(ROOT, "tools", "evaluate.py"))
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  # The installed module, imported once per process: its absl flags are
+  # defined once however many tests use it.
+  from bigbigan_tf.tools import evaluate as tool  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(
       tool.model_dir_eval, "evaluate_model_dir",
