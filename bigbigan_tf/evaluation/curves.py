@@ -88,11 +88,12 @@ def read_scalars(model_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _panel_lines(scalars: Mapping, lines: Sequence[tuple[str, str]],
-                 hinge: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
+                 hinge: bool) -> list[tuple[str, str]]:
+  """(tag, label) of a panel's lines that the run has."""
   if hinge:
-    return [(tag[len(HINGE_PREFIX):], *scalars[tag])
+    return [(tag, tag[len(HINGE_PREFIX):])
             for tag in sorted(scalars) if tag.startswith(HINGE_PREFIX)]
-  return [(label, *scalars[tag]) for tag, label in lines if tag in scalars]
+  return [(tag, label) for tag, label in lines if tag in scalars]
 
 
 def plot_learning_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -125,7 +126,8 @@ def plot_learning_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
         f"training); found only {sorted(scalars)[:20]}.")
   figure, axes = pyplot.subplots(2, 2, figsize=(12, 8.5))
   for axis, (name, unit, lines) in zip(axes.flat, panels):
-    for label, steps, values in lines:
+    for tag, label in lines:
+      steps, values = scalars[tag]
       many = len(steps) > 30
       axis.plot(steps, values, label=label, linewidth=1.2 if many else 1.6,
                 marker=None if many else "o", markersize=4)
@@ -138,13 +140,10 @@ def plot_learning_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
     else:
       axis.text(0.5, 0.5, "not in this run", ha="center", va="center",
                 transform=axis.transAxes)
-  plotted = [tag for tag in scalars
-             if tag.startswith(HINGE_PREFIX)
-             or any(tag == t for _, _, ls in PANELS for t, _ in ls)]
   if title:
     figure.suptitle(title, fontsize=11)
   figure.tight_layout()
   with tf.io.gfile.GFile(path, "wb") as output:
     figure.savefig(output, format="png", dpi=100)
   pyplot.close(figure)
-  return sorted(plotted)
+  return sorted(tag for _, _, lines in panels for tag, _ in lines)
