@@ -15,10 +15,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write_run(model_dir):
-  """Summaries as training writes them: per inner loop and per evaluation;
-  a resumed run writes step 20 again."""
+  """Summaries as training writes them: per inner loop and per evaluation,
+  with the operative config as text and a sample grid; a resumed run writes
+  step 20 again."""
   writer = tf.summary.create_file_writer(str(model_dir))
   with writer.as_default():
+    tf.summary.text("operative_config", "train.train_steps = 30", step=0)
+    tf.summary.image("samples", tf.zeros([1, 8, 8, 1]), step=10)
     for step in (10, 20, 30):
       tf.summary.scalar("hinge_active/encoder_d_score_x", 1.0 - step / 100,
                         step=step)
@@ -42,6 +45,7 @@ def test_scalars_are_read_sorted_with_the_last_write_of_a_step(tmp_path):
   steps, values = scalars["hinge_active/encoder_d_score_x"]
   np.testing.assert_array_equal(steps, [10, 20, 30])
   np.testing.assert_allclose(values, [0.9, 0.8, 0.7], rtol=1e-6)
+  assert "operative_config" not in scalars and "samples" not in scalars
 
 
 def test_figure_is_written_with_the_panels_tags(tmp_path):

@@ -47,7 +47,9 @@ def _event_files(model_dir: str) -> list[str]:
 def _scalar_value(value) -> float | None:
   if value.HasField("tensor"):
     array = tf.make_ndarray(value.tensor)
-    return float(array) if array.size == 1 else None
+    # Text (the operative config) and images are not scalars.
+    numeric = array.dtype.kind in "biuf"
+    return float(array) if numeric and array.size == 1 else None
   if value.HasField("simple_value"):
     return float(value.simple_value)
   return None

@@ -89,7 +89,7 @@ class DiscriminatorBlock(keras.layers.Layer):
 
 
 @common.keras_configurable("discriminator")
-class Discriminator(keras.Model):
+class Discriminator(common.BuiltByFirstCall, keras.Model):
   """D: (x [N, res, res, 3], z [N, z_dim]) -> dict of scores [N] and F(x).
 
   Returns score_x / score_z / score_xz for the enabled heads, and

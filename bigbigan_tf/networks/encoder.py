@@ -99,7 +99,7 @@ def _conv(filters: int, kernel_size: int, strides: int = 1, name=None):
                          kernel_initializer="he_normal", name=name)
 
 
-class BottleneckFunction(keras.layers.Layer):
+class BottleneckFunction(common.BuiltByFirstCall, keras.layers.Layer):
   """Pre-activation bottleneck residual function (no shortcut).
 
   BN-ReLU-conv1x1(C/4)-BN-ReLU-conv3x3(C/4, stride)-BN-ReLU-conv1x1(C).
@@ -153,7 +153,7 @@ class BottleneckUnitV2(keras.layers.Layer):
 
 
 @common.keras_configurable("encoder")
-class Encoder(keras.Model):
+class Encoder(common.BuiltByFirstCall, keras.Model):
   """E: images [N, res, res, 3] in [-1, 1] -> dict of latents and features.
 
   Returns a dict with keys z_mean, z_stdev, z_sample ([N, z_dim]),

@@ -49,7 +49,7 @@ def _upsample(x: tf.Tensor) -> tf.Tensor:
   return tf.repeat(x, 2, axis=2)
 
 
-class GeneratorBlock(keras.layers.Layer):
+class GeneratorBlock(common.BuiltByFirstCall, keras.layers.Layer):
   """Residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3 + up-conv1 shortcut."""
 
   def __init__(self, out_channels: int, use_spectral_norm: bool = True,
@@ -73,7 +73,7 @@ class GeneratorBlock(keras.layers.Layer):
 
 
 @common.keras_configurable("generator")
-class Generator(keras.Model):
+class Generator(common.BuiltByFirstCall, keras.Model):
   """BigGAN generator G: z [N, z_dim] -> images [N, res, res, 3] in [-1, 1].
 
   Args:
