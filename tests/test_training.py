@@ -169,7 +169,8 @@ def test_full_step_compiles_with_xla():
   jit_compile=True function fails at its first call if any op cannot be
   compiled, as on a TPU."""
   trainer = _trainer(tf.distribute.get_strategy(),
-                     bindings=["trainer.jit_compile = True"])
+                     bindings=["trainer.jit_compile = True",
+                               "trainer.d_steps = 1"])
   strategy = tf.distribute.get_strategy()
   metrics = trainer.train_loop(
       iter(strategy.distribute_datasets_from_function(
@@ -200,15 +201,32 @@ def _checkpoint_values(model_dir):
   return path, {n: reader.get_tensor(n) for n in names}
 
 
+def _roll_back(model_dir, step):
+  """Makes checkpoint `step` the latest, as if the run had stopped there."""
+  directory = os.path.join(model_dir, "checkpoints")
+  state = tf.train.get_checkpoint_state(directory)
+  kept = [p for p in state.all_model_checkpoint_paths
+          if int(p.rsplit("-", 1)[1]) <= step]
+  for path in state.all_model_checkpoint_paths:
+    if path not in kept:
+      for name in tf.io.gfile.glob(path + ".*"):
+        tf.io.gfile.remove(name)
+  tf.compat.v1.train.update_checkpoint_state(directory, kept[-1],
+                                             all_model_checkpoint_paths=kept)
+
+
 @pytest.mark.slow
 def test_resuming_in_a_fresh_process_is_deterministic(tmp_path, data_dir):
   code, out = _train_process(tmp_path / "straight", data_dir, 4)
   assert code == 0, out[-3000:]
-  code, out = _train_process(tmp_path / "resumed", data_dir, 2)
-  assert code == 0, out[-3000:]
+  # The same run stopped after step 2 (its checkpoints 1 and 2 are the
+  # straight run's), then resumed to step 4 in a new process.
+  shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+  _roll_back(str(tmp_path / "resumed"), 2)
+  assert _checkpoint_values(tmp_path / "resumed")[0].endswith("ckpt-2")
   code, out = _train_process(tmp_path / "resumed", data_dir, 4)
   assert code == 0, out[-3000:]
-  assert "Resumed from" in out
+  assert "Resumed from" in out and "ckpt-2" in out
   path_a, straight = _checkpoint_values(tmp_path / "straight")
   path_b, resumed = _checkpoint_values(tmp_path / "resumed")
   assert path_a.endswith("ckpt-4") and path_b.endswith("ckpt-4")

@@ -76,7 +76,9 @@ def train(model_dir, data_dir, steps, *bindings):
       f"train.train_steps = {steps}", "train.batch_size = 8",
       "train.steps_per_loop = 1", "train.checkpoint_every = 1",
       "train.image_every = 1000", "train.standing_stats_batches = 1",
-      "make_dataset.shuffle_buffer_size = 100", "trainer.d_steps = 1"]
+      "make_dataset.shuffle_buffer_size = 100", "trainer.d_steps = 1",
+      # Tested where they are made (test_small_data.py); a smaller step here.
+      "trainer.gradient_diagnostics = False"]
       + list(bindings))
   training.train(model_dir)
   print("TRAINING DONE", flush=True)
