@@ -176,12 +176,12 @@ def bigbigan_functions(bigbigan: model_lib.BigBiGAN) -> dict[str, Callable]:
   x_spec = image_spec(bigbigan.resolution)
   encoder_x_spec = image_spec(bigbigan.encoder_resolution)
 
-  @tf.function(input_signature=[z_spec])
+  @tf.function(input_signature=[z_spec], autograph=False)
   def generate(z):
     images = bigbigan.generate(_checked(z, z_spec), training=False)
     return {DEFAULT: images, UPSAMPLED: upsample(images)}
 
-  @tf.function(input_signature=[x_spec, z_spec])
+  @tf.function(input_signature=[x_spec, z_spec], autograph=False)
   def discriminate(x, z):
     outputs = bigbigan.discriminate(_checked(x, x_spec), _checked(z, z_spec),
                                     training=False)
@@ -191,12 +191,12 @@ def bigbigan_functions(bigbigan: model_lib.BigBiGAN) -> dict[str, Callable]:
   if bigbigan.encoder is None:
     return functions
 
-  @tf.function(input_signature=[encoder_x_spec])
+  @tf.function(input_signature=[encoder_x_spec], autograph=False)
   def encode(x):
     return _encode_outputs(bigbigan, _checked(x, encoder_x_spec),
                            training=False)
 
-  @tf.function(input_signature=[encoder_x_spec])
+  @tf.function(input_signature=[encoder_x_spec], autograph=False)
   def reconstruct(x):
     z_mean = bigbigan.encode(_checked(x, encoder_x_spec),
                              training=False)[common.Z_MEAN]
@@ -215,10 +215,15 @@ def _signatures(functions: dict[str, Callable],
   return signatures
 
 
-def bigbigan_module(bigbigan: model_lib.BigBiGAN):
-  """The bigbigan/ SavedModel: (object to save, its signatures)."""
+def bigbigan_module(bigbigan: model_lib.BigBiGAN,
+                    functions: Optional[dict[str, Callable]] = None):
+  """The bigbigan/ SavedModel: (object to save, its signatures).
+
+  `functions`: `bigbigan_functions(bigbigan)`, if already made (the three
+  modules share them, so each is traced once).
+  """
   saved = _saved_object()
-  functions = bigbigan_functions(bigbigan)
+  functions = functions or bigbigan_functions(bigbigan)
   for name, function in functions.items():
     setattr(saved, name, function)
   networks = list(bigbigan.networks().values())
@@ -233,7 +238,7 @@ def _reusable_module(network, call: Callable, spec: tf.TensorSpec,
                      serving: Callable):
   """A Reusable SavedModel object around `call(inputs, training)`."""
   saved = _saved_object()
-  saved.__call__ = tf.function(call)
+  saved.__call__ = tf.function(call, autograph=False)
   call_spec = tf.TensorSpec(spec.shape, spec.dtype, CALL_INPUTS)
   for training in (False, True):
     saved.__call__.get_concrete_function(call_spec, training=training)
@@ -243,7 +248,8 @@ def _reusable_module(network, call: Callable, spec: tf.TensorSpec,
   return saved, {SERVING_DEFAULT: serving.get_concrete_function()}
 
 
-def encoder_module(bigbigan: model_lib.BigBiGAN):
+def encoder_module(bigbigan: model_lib.BigBiGAN,
+                   functions: Optional[dict[str, Callable]] = None):
   """The encoder/ Reusable SavedModel: (object to save, its signatures)."""
   spec = image_spec(bigbigan.encoder_resolution)
 
@@ -252,10 +258,11 @@ def encoder_module(bigbigan: model_lib.BigBiGAN):
                            training=bool(training))
 
   return _reusable_module(bigbigan.encoder, call, spec,
-                          bigbigan_functions(bigbigan)[ENCODE])
+                          (functions or bigbigan_functions(bigbigan))[ENCODE])
 
 
-def generator_module(bigbigan: model_lib.BigBiGAN):
+def generator_module(bigbigan: model_lib.BigBiGAN,
+                     functions: Optional[dict[str, Callable]] = None):
   """The generator/ Reusable SavedModel: (object to save, its signatures)."""
   spec = latent_spec(bigbigan.z_dim)
 
@@ -263,7 +270,7 @@ def generator_module(bigbigan: model_lib.BigBiGAN):
     return bigbigan.generate(_checked(inputs, spec), training=bool(training))
 
   return _reusable_module(bigbigan.generator, call, spec,
-                          bigbigan_functions(bigbigan)[GENERATE])
+                          (functions or bigbigan_functions(bigbigan))[GENERATE])
 
 
 def export_modules(bigbigan: model_lib.BigBiGAN, export_dir: str,
@@ -296,8 +303,9 @@ def export_modules(bigbigan: model_lib.BigBiGAN, export_dir: str,
     builders = {BIGBIGAN: bigbigan_module, GENERATOR: generator_module}
     if bigbigan.encoder is not None:
       builders[ENCODER] = encoder_module
+    functions = bigbigan_functions(bigbigan)
     for part, build in builders.items():
-      saved, signatures = build(bigbigan)
+      saved, signatures = build(bigbigan, functions)
       logging.info("Writing the %s SavedModel (signatures %s).", part,
                    sorted(signatures))
       tf.saved_model.save(saved, os.path.join(staging, part),

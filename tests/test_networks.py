@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest  # pylint: disable=g-bad-import-order
 from bigbigan_tf import config
 from bigbigan_tf import networks
 from bigbigan_tf.networks import common
@@ -225,24 +226,26 @@ def _backbone_params(encoder):
   return count_params(encoder.stem_conv, encoder.final_bn, *encoder.units)
 
 
-@pytest.mark.slow
 def test_paper_size_parameter_counts():
+  """Counted on shape-only builds (zero kernels, convolutions that return
+  zeros of their output shape): the orthogonal initialisation of the huge
+  kernels would take most of a minute and changes no shape."""
   config.parse([])
-  generator = networks.Generator(resolution=128, ch=96, z_dim=120)
+  with conftest.shape_only_builds():
+    generator = networks.Generator(resolution=128, ch=96, z_dim=120)
+    resnet = networks.Encoder(resolution=128, architecture="resnet_v2")
+    features = resnet(tf.zeros([1, 128, 128, 3]))
+    discriminator = networks.Discriminator(resolution=128, ch=96, z_dim=120)
   g_params = count_params(generator)
   print(f"G 128x128 ch=96: {g_params:,}")
   assert g_params == G128_PARAMS
   assert abs(g_params - COMPARE_GAN_G128) / COMPARE_GAN_G128 < 0.02
-  del generator
 
-  resnet = networks.Encoder(resolution=128, architecture="resnet_v2")
   print(f"E ResNet-v2-50: backbone {_backbone_params(resnet):,}, "
         f"total {count_params(resnet):,}")
   assert _backbone_params(resnet) == RESNET50_BACKBONE
-  assert resnet(tf.zeros([1, 128, 128, 3]))["avepool_feat"].shape == (1, 2048)
-  del resnet
+  assert features["avepool_feat"].shape == (1, 2048)
 
-  discriminator = networks.Discriminator(resolution=128, ch=96, z_dim=120)
   f_params = count_params(*discriminator.blocks,
                           *discriminator.attention.values(),
                           discriminator.score_x_head)

@@ -31,7 +31,6 @@ Cost (the file must stay around 3 minutes on 2 shared cores):
   code are covered by tests/test_training.py and tests/test_networks.py.
 """
 
-import contextlib
 import dataclasses
 import gc
 import pathlib
@@ -41,11 +40,11 @@ import types
 from typing import Any, Optional
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest  # pylint: disable=g-bad-import-order
 from bigbigan_tf import config
 from bigbigan_tf import data
 from bigbigan_tf import model as model_lib
@@ -232,55 +231,6 @@ def test_row_includes_its_parent(row):
 # -- full size -----------------------------------------------------------------
 
 
-def _shape_only_conv2d(inputs, filters, strides, padding, **unused_kwargs):
-  """Zeros of tf.nn.conv2d's output shape, after checking the channels."""
-  height, width, channels = inputs.shape[1:]
-  kernel_height, kernel_width, in_channels, out_channels = filters.shape
-  if channels != in_channels:
-    raise ValueError(f"conv2d: {channels} input channels for a kernel of "
-                     f"shape {filters.shape}.")
-  stride = strides if isinstance(strides, int) else strides[1]
-  if padding == "SAME":
-    size = lambda n, k: -(-n // stride)
-  else:
-    size = lambda n, k: (n - k) // stride + 1
-  shape = [size(height, kernel_height), size(width, kernel_width),
-           out_channels]
-  return tf.zeros(tf.concat([tf.shape(inputs)[:1], shape], axis=0),
-                  inputs.dtype)
-
-
-@contextlib.contextmanager
-def _shape_only_builds():
-  """Builds networks without their two costs that do not affect shapes.
-
-  The constructors initialise kernels (orthogonal initialisation of huge
-  kernels takes most of the time) and run a forward pass on two images
-  (hundreds of GFLOPs for G and D at 256x256 or a RevNet-50 x4). Here the
-  library's layers get zero kernels (they resolve their initialiser names
-  through `keras.initializers.get`) and `tf.nn.conv2d` returns zeros of its
-  output shape after checking the input channels against the kernel.
-  Variable shapes, hence the parameter counts, and every tensor shape are
-  unchanged.
-  """
-  original_get = keras.initializers.get
-  original_conv2d = tf.nn.conv2d
-  expensive = ("orthogonal", "he_normal", "glorot_uniform")
-
-  def get(identifier):
-    if isinstance(identifier, str) and identifier in expensive:
-      return keras.initializers.Zeros()
-    return original_get(identifier)
-
-  keras.initializers.get = get
-  tf.nn.conv2d = _shape_only_conv2d
-  try:
-    yield
-  finally:
-    keras.initializers.get = original_get
-    tf.nn.conv2d = original_conv2d
-
-
 @dataclasses.dataclass(frozen=True)
 class NetworkFacts:
   """What the tests keep of a built network (the weights are dropped)."""
@@ -358,7 +308,7 @@ def _full_size_facts(role: str) -> tuple[NetworkFacts, float]:
     return _FULL_SIZE_CACHE[key], 0.0
   network_class, describe = _BUILDERS[role]
   start = time.time()
-  with _shape_only_builds():
+  with conftest.shape_only_builds():
     network = network_class()  # Arguments from the gin bindings.
   facts = describe(network)
   del network

@@ -61,7 +61,7 @@ from bigbigan_tf.networks import common
 def _map_batches(fn: Callable, images: np.ndarray,
                  batch_size: int) -> np.ndarray:
   """Runs the tf.function of `fn` over `images` in batches; concatenates."""
-  call = tf.function(fn)
+  call = tf.function(fn, autograph=False)
   return np.concatenate([call(images[i:i + batch_size]).numpy()
                          for i in range(0, len(images), batch_size)])
 
@@ -107,7 +107,8 @@ def _reconstruction_scores(reconstruct: Callable, classify: Callable,
     prefix: of the result keys, after "reconstruction_".
     pool: E's images to G's resolution, for `classify`.
   """
-  reconstruct = tf.function(reconstruct, reduce_retracing=True)
+  reconstruct = tf.function(reconstruct, reduce_retracing=True,
+                            autograph=False)
   same_class = keeps_label = count = 0
   for images, labels in test_batches:
     recon = reconstruct(images).numpy()
@@ -312,7 +313,8 @@ def standing_statistics(encoder, batches: Iterable) -> None:
   """Recomputes an encoder's batch-norm statistics on (images, labels)
   batches (training-mode passes; weights unchanged)."""
   with layers.accumulating_standing_stats(encoder):
-    step = tf.function(lambda x: encoder(x, training=True))
+    step = tf.function(lambda x: encoder(x, training=True),
+                       autograph=False)
     for images, _ in batches:
       step(images)
 
@@ -331,7 +333,8 @@ def _memorisation_gap(model, splits, max_examples: int) -> float:
   score = tf.function(lambda x: model.discriminate(
       model.pool_for_discriminator(x),
       model.encoder(x, training=False)[common.Z_MEAN],
-      training=False)[common.SCORE_X], reduce_retracing=True)
+      training=False)[common.SCORE_X], reduce_retracing=True,
+      autograph=False)
 
   def mean_score(batches):
     scores = []

@@ -254,7 +254,7 @@ def extract_features(feature_fn: Callable[[tf.Tensor], tf.Tensor],
   Raises:
     ValueError: batches without images or labels, or see `write_features`.
   """
-  call = tf.function(feature_fn, reduce_retracing=True)
+  call = tf.function(feature_fn, reduce_retracing=True, autograph=False)
 
   def batches():
     for batch in dataset:

@@ -106,7 +106,7 @@ def fit_inverse_encoder(model, num_steps: int, batch_size: int = 64,
   encoder = common.clone(model.encoder, seed=seed)
   optimizer = keras.optimizers.Adam(learning_rate)
 
-  @tf.function
+  @tf.function(autograph=False)
   def step(k):
     z = model.prior.sample(batch_size,
                            seed=tf.stack([tf.constant(seed, tf.int64), k]))
