@@ -205,8 +205,12 @@ def graph_flops(graph: tf.Graph, _seen: Optional[dict] = None) -> dict[str, int]
 
 
 def step_flops(trainer: training.Trainer, iterator) -> dict[str, int]:
-  """FLOPs of one outer training step (all replicas), from its traced graph."""
-  traced = tf.function(trainer._one_step).get_concrete_function(iterator)  # pylint: disable=protected-access
+  """FLOPs of one outer training step (all replicas), from its traced graph.
+
+  The graph is train_loop's: its loop body is one outer step (counted once)
+  and the rest adds no products. A loop that already ran is not retraced.
+  """
+  traced = trainer.train_loop.get_concrete_function(iterator, tf.constant(1))
   return graph_flops(traced.graph)
 
 

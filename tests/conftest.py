@@ -5,7 +5,9 @@ multi-replica behaviour (MirroredStrategy over "/cpu:0" and "/cpu:1") can be
 tested on a machine with one physical CPU (docs/design.md section 8).
 """
 
+import fcntl
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,29 +43,53 @@ def fresh_gin_config():
   gin.clear_config()
 
 
+def _made_once(tmp_path_factory, name: str, make) -> str:
+  """A directory made by `make(path)` once per test run.
+
+  Under pytest-xdist every worker runs session fixtures; the workers share
+  their base temporary directory's parent, so the first worker to take the
+  lock makes the directory and the others wait for it and reuse it.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  path = root / name
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (root / f"{name}.done").exists():
+      shutil.rmtree(path, ignore_errors=True)
+      path.mkdir()
+      make(str(path))
+      (root / f"{name}.done").touch()
+  return str(path)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """A tfds data_dir with the offline mnist5k dataset prepared."""
   from bigbigan_tf import data  # pylint: disable=g-import-not-at-top
-  path = str(tmp_path_factory.mktemp("tfds"))
-  data.prepare_mnist5k(path)
-  return path
+  return _made_once(tmp_path_factory, "tfds", data.prepare_mnist5k)
 
 
 @pytest.fixture(scope="session")
 def smoke_run_dir(tmp_path_factory, data_dir):
   """A training run of gin/smoke.gin on mnist5k: 2 steps; images and an
-  evaluation at step 2.
+  evaluation at step 2 (on 1,000 images, without the random baseline).
 
-  Shared by tests that need a trained model_dir; they must not modify it
-  (copy it first).
+  Shared by tests (and test workers) that need a trained model_dir; they
+  must not modify it (copy it first).
   """
   import training_worker  # pylint: disable=g-import-not-at-top
-  model_dir = str(tmp_path_factory.mktemp("smoke_run"))
-  training_worker.train(model_dir, data_dir, 2, "train.image_every = 2",
-                        "train.eval_every = 2", "evaluation.probe_steps = 50")
-  gin.clear_config()
-  return model_dir
+
+  def make(model_dir):
+    training_worker.train(model_dir, data_dir, 2, "train.image_every = 2",
+                          "train.eval_every = 2",
+                          "evaluation.probe_steps = 50",
+                          "load_arrays.max_examples = 1000",
+                          "evaluation.random_encoder_baseline = False")
+    gin.clear_config()
+
+  return _made_once(tmp_path_factory, "smoke_run", make)
 
 
 _TWO_REPLICAS = []

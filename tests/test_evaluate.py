@@ -23,7 +23,8 @@ from bigbigan_tf.networks import common
 
 
 EVAL_BINDINGS = ["evaluation.probe_steps = 200",
-                 "evaluation.random_encoder_baseline = False"]
+                 "evaluation.random_encoder_baseline = False",
+                 "load_arrays.max_examples = 1000"]
 
 
 @pytest.fixture(scope="module")
