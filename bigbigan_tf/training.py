@@ -47,6 +47,35 @@ from bigbigan_tf.networks import common
 LEARNING_RATE_DECAYS = ("constant", "linear")
 
 
+class FusedAdam(keras.optimizers.Adam):
+  """Keras' Adam, each variable's update one fused op (ResourceApplyAdam).
+
+  The same update and state (the momentum and velocity variables Keras'
+  Adam keeps, so checkpoints are interchangeable): m += (g - m)(1 - b1),
+  v += (g^2 - v)(1 - b2), w -= lr sqrt(1 - b2^t) / (1 - b1^t) m /
+  (sqrt(v) + eps). One op instead of about twenty per variable keeps the
+  traced step small, which shortens tracing and XLA compilation.
+  """
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self.amsgrad:
+      return super().update_step(gradient, variable, learning_rate)
+    index = self._get_variable_index(variable)
+    momentum = self._momentums[index]
+    velocity = self._velocities[index]
+    dtype = variable.dtype
+    step = tf.cast(self.iterations + 1, dtype)
+    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
+    tf.raw_ops.ResourceApplyAdam(
+        var=handle(variable), m=handle(momentum), v=handle(velocity),
+        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+        lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
+        beta2=tf.cast(self.beta_2, dtype),
+        epsilon=tf.cast(self.epsilon, dtype),
+        grad=tf.cast(gradient, dtype), use_locking=False)
+
+
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss."""
 
@@ -145,9 +174,8 @@ class Trainer:
                                         name="first_bad_step")
       self.optimizers = {}
       for role, network in model.networks().items():
-        optimizer = keras.optimizers.Adam(self.learning_rates[role],
-                                          beta_1=beta1, beta_2=beta2,
-                                          name=f"{role}_adam")
+        optimizer = FusedAdam(self.learning_rates[role], beta_1=beta1,
+                              beta_2=beta2, name=f"{role}_adam")
         optimizer.build(network.trainable_variables)
         self.optimizers[role] = optimizer
       # EMA copies of G and E: same architecture, weights tracked below.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -434,6 +435,33 @@ def test_adam_betas_reach_every_optimiser():
   for role, optimizer in trainer.optimizers.items():
     assert float(optimizer.beta_1) == 0.25, role
     assert float(optimizer.beta_2) == 0.875, role
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+def test_fused_adam_matches_keras_adam(in_function):
+  """Same updates and state as keras.optimizers.Adam, eagerly and traced."""
+  rng = np.random.default_rng(0)
+  initial = [rng.normal(size=(3, 4)).astype(np.float32),
+             rng.normal(size=(5,)).astype(np.float32)]
+  grads = [[rng.normal(size=w.shape).astype(np.float32) for w in initial]
+           for _ in range(4)]
+  results = []
+  for optimizer_class in (keras.optimizers.Adam, training.FusedAdam):
+    weights = [keras.Variable(w) for w in initial]
+    optimizer = optimizer_class(1e-2, beta_1=0.5, beta_2=0.9)
+    optimizer.build(weights)
+    apply = lambda g: optimizer.apply_gradients(zip(g, weights))
+    if in_function:
+      apply = tf.function(apply)
+    for step_grads in grads:
+      apply([tf.constant(g) for g in step_grads])
+    results.append([v.numpy() for v in weights + optimizer.variables])
+  keras_state, fused_state = results
+  assert len(keras_state) == len(fused_state) > len(initial)
+  for expected, got in zip(keras_state, fused_state):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  # Four steps moved the weights.
+  assert not np.allclose(fused_state[0], initial[0], atol=1e-3)
 
 
 def test_latent_seeds_differ_for_every_step_and_substep():
