@@ -155,3 +155,15 @@ def shape_only_builds():
   finally:
     keras.initializers.get = original_get
     tf.nn.conv2d = original_conv2d
+
+
+def pytest_collection_modifyitems(config, items):
+  """Test files with slow tests run first, each file's tests together.
+
+  Under pytest-xdist the short files then fill the gaps at the end, instead
+  of one worker waiting alone for a long test.
+  """
+  del config
+  slow_files = {item.path for item in items
+                if item.get_closest_marker("slow") is not None}
+  items.sort(key=lambda item: item.path not in slow_files)

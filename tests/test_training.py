@@ -94,8 +94,11 @@ def test_d_updates_change_only_d_and_eg_update_only_e_and_g():
 
 def _run_steps(strategy, reference, steps=2, global_batch=8):
   """`steps` steps from the weights of `reference` (one D step per step:
-  the replica arithmetic is the same for any number)."""
-  trainer = _trainer(strategy, global_batch, ["trainer.d_steps = 1"])
+  the replica arithmetic is the same for any number; without the gradient
+  diagnostics, replica means like every other metric, tested in
+  test_small_data.py)."""
+  trainer = _trainer(strategy, global_batch, [
+      "trainer.d_steps = 1", "trainer.gradient_diagnostics = False"])
   for role, net in reference.model.networks().items():
     for target, source in zip(trainer.model.networks()[role].weights,
                               net.weights):
@@ -332,7 +335,8 @@ def test_training_writes_summaries_images_and_configs(smoke_run_dir):
 
 
 def test_linear_learning_rate_decay_follows_the_global_step():
-  bindings = ["trainer.d_steps = 1", "trainer.learning_rate = 1e-3",
+  bindings = ["trainer.d_steps = 1", "trainer.gradient_diagnostics = False",
+              "trainer.learning_rate = 1e-3",
               "trainer.d_learning_rate = 4e-3",
               "trainer.encoder_lr_multiplier = 10.0",
               "trainer.learning_rate_decay = 'linear'",
