@@ -46,9 +46,9 @@ def fresh_gin_config():
 def _made_once(tmp_path_factory, name: str, make) -> str:
   """A directory made by `make(path)` once per test run.
 
-  Under pytest-xdist every worker runs session fixtures; the workers share
-  their base temporary directory's parent, so the first worker to take the
-  lock makes the directory and the others wait for it and reuse it.
+  Under pytest-xdist every worker sets up its own run-wide fixtures. The
+  workers share their base temporary directory's parent, so the first one
+  to take the lock makes the directory; the others wait and reuse it.
   """
   root = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -156,14 +156,3 @@ def shape_only_builds():
     keras.initializers.get = original_get
     tf.nn.conv2d = original_conv2d
 
-
-def pytest_collection_modifyitems(config, items):
-  """Test files with slow tests run first, each file's tests together.
-
-  Under pytest-xdist the short files then fill the gaps at the end, instead
-  of one worker waiting alone for a long test.
-  """
-  del config
-  slow_files = {item.path for item in items
-                if item.get_closest_marker("slow") is not None}
-  items.sort(key=lambda item: item.path not in slow_files)

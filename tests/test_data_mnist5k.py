@@ -152,7 +152,7 @@ def _run_python(script: str) -> subprocess.CompletedProcess:
 def test_builder_survives_a_second_import(tmp_path):
   # TFDS's loader of dataset folders (`tfds build bigbigan_tf/data/mnist5k`)
   # imports the builder module a second time, under another name. A fresh
-  # interpreter keeps the copy out of this test session's TFDS registry.
+  # interpreter keeps the copy out of this test run's TFDS registry.
   result = _run_python(f"""
       import importlib.util
       import tensorflow_datasets as tfds
