@@ -355,8 +355,9 @@ def fake_saving(monkeypatch):
   """
   written = []
   for builder in ("bigbigan_module", "encoder_module", "generator_module"):
-    monkeypatch.setattr(export, builder,
-                        lambda bigbigan, functions: (None, {"serving_default": None}))
+    monkeypatch.setattr(
+        export, builder,
+        lambda bigbigan, functions: (None, {"serving_default": None}))
 
   def save(obj, path, signatures=None):
     del obj, signatures
