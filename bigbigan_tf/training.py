@@ -60,20 +60,48 @@ class FusedAdam(keras.optimizers.Adam):
   def update_step(self, gradient, variable, learning_rate):
     if self.amsgrad:
       return super().update_step(gradient, variable, learning_rate)
-    index = self._get_variable_index(variable)
-    momentum = self._momentums[index]
-    velocity = self._velocities[index]
-    dtype = variable.dtype
+    self._apply_adam(gradient, variable,
+                     self._step_scalars(variable.dtype, learning_rate))
+
+  def _distributed_tf_update_step(self, distribution, grads_and_vars,
+                                  learning_rate):
+    """All variables' updates, sharing one set of step scalars per dtype.
+
+    Keras' TensorFlow optimizer calls this once per `apply` (in cross-replica
+    context under a strategy); the scalars (learning rate, beta powers, ...)
+    are the same for every variable, so they are made once instead of once
+    per variable (about 15 ops each, 145 variables at smoke size).
+    """
+    if self.amsgrad:
+      return super()._distributed_tf_update_step(distribution, grads_and_vars,
+                                                 learning_rate)
+    scalars = {}
+
+    def update(variable, gradient):
+      if variable.dtype not in scalars:
+        scalars[variable.dtype] = self._step_scalars(variable.dtype,
+                                                     learning_rate)
+      self._apply_adam(gradient, variable, scalars[variable.dtype])
+
+    for gradient, variable in grads_and_vars:
+      distribution.extended.update(variable, update, args=(gradient,),
+                                   group=False)
+
+  def _step_scalars(self, dtype, learning_rate) -> dict[str, tf.Tensor]:
     step = tf.cast(self.iterations + 1, dtype)
+    beta1 = tf.cast(self.beta_1, dtype)
+    beta2 = tf.cast(self.beta_2, dtype)
+    return dict(beta1_power=tf.pow(beta1, step), beta2_power=tf.pow(beta2, step),
+                lr=tf.cast(learning_rate, dtype), beta1=beta1, beta2=beta2,
+                epsilon=tf.cast(self.epsilon, dtype))
+
+  def _apply_adam(self, gradient, variable, scalars: dict) -> None:
+    index = self._get_variable_index(variable)
     handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
     tf.raw_ops.ResourceApplyAdam(
-        var=handle(variable), m=handle(momentum), v=handle(velocity),
-        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
-        lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
-        beta2=tf.cast(self.beta_2, dtype),
-        epsilon=tf.cast(self.epsilon, dtype),
-        grad=tf.cast(gradient, dtype), use_locking=False)
+        var=handle(variable), m=handle(self._momentums[index]),
+        v=handle(self._velocities[index]),
+        grad=tf.cast(gradient, variable.dtype), use_locking=False, **scalars)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -359,8 +359,8 @@ def fake_saving(monkeypatch):
         export, builder,
         lambda bigbigan, functions: (None, {"serving_default": None}))
 
-  def save(obj, path, signatures=None):
-    del obj, signatures
+  def save(obj, path, signatures=None, options=None):
+    del obj, signatures, options
     os.makedirs(path)
     pathlib.Path(path, "saved_model.pb").write_text("fake")
     written.append(path)
@@ -386,8 +386,8 @@ def test_refuses_existing_directory_and_overwrites_atomically(
   assert len(fake_saving) == 3  # Refused before any work.
 
   save = tf.saved_model.save
-  def failing_save(obj, path, signatures=None):
-    save(obj, path, signatures)
+  def failing_save(obj, path, signatures=None, options=None):
+    save(obj, path, signatures, options)
     raise RuntimeError("disk full")
   monkeypatch.setattr(tf.saved_model, "save", failing_save)
   with pytest.raises(RuntimeError, match="disk full"):

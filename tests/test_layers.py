@@ -41,6 +41,16 @@ def test_conv_sigma_is_that_of_reshaped_kernel():
   np.testing.assert_allclose(conv(x), reference, atol=1e-4)
 
 
+def test_conv_adds_a_residual_branch_before_its_bias():
+  conv = layers.SNConv2D(4, 3)
+  conv.build((None, 6, 6, 5))
+  conv.bias.assign(np.arange(1.0, 5.0, dtype=np.float32))
+  x = tf.random.normal([2, 6, 6, 5])
+  residual = tf.random.normal([2, 6, 6, 4])
+  np.testing.assert_allclose(conv(x, residual=residual), conv(x) + residual,
+                             atol=1e-5)
+
+
 def test_forward_leaves_raw_kernel_unchanged_and_inference_keeps_u():
   layer = _random_dense()
   kernel_before = layer.kernel.numpy().copy()

@@ -3,6 +3,7 @@
 
 import random
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +21,14 @@ ENCODER_KEYS = {"z_mean", "z_stdev", "z_sample", "avepool_feat",
 def count_params(*models) -> int:
   return sum(int(np.prod(v.shape)) for m in models
              for v in m.trainable_weights)
+
+
+@pytest.fixture(autouse=True)
+def no_bindings_left_behind():
+  """Tests here build networks directly: none sees another test's gin
+  bindings, whatever order (or test worker) they run in."""
+  yield
+  gin.clear_config()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,11 @@ import pytest
 BIN = pathlib.Path(sys.executable).parent
 # Lines TensorFlow and TFDS print on their own at start-up and preparation.
 NOISE = ("cudart_stub", "cuda_platform", "cpu_feature_guard",
-         "Downloading and preparing", "Load dataset info from")
+         "Downloading and preparing", "Load dataset info from",
+         "Variant folder",
+         # Graph optimisation errors (grappler's remapper once failed on
+         # D's residual blocks and said so).
+         "meta_optimizer")
 
 
 def _run(tool, *args, cwd):

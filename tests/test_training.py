@@ -174,7 +174,8 @@ def test_full_step_compiles_with_xla():
   compiled, as on a TPU."""
   trainer = _trainer(tf.distribute.get_strategy(),
                      bindings=["trainer.jit_compile = True",
-                               "trainer.d_steps = 1"])
+                               "trainer.d_steps = 1",
+                               "trainer.gradient_diagnostics = False"])
   strategy = tf.distribute.get_strategy()
   metrics = trainer.train_loop(
       iter(strategy.distribute_datasets_from_function(

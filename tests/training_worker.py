@@ -53,7 +53,8 @@ def multi_worker(out_path, steps=3, global_batch=8):
   strategy = tf.distribute.MultiWorkerMirroredStrategy()
   # One D step per step: what is checked (workers stay identical) does not
   # depend on the number, and each costs a traced update.
-  config.parse([SMOKE_GIN], ["trainer.d_steps = 1"])
+  config.parse([SMOKE_GIN], ["trainer.d_steps = 1",
+                             "trainer.gradient_diagnostics = False"])
   with strategy.scope():
     model = config.build_model()
     trainer = training.Trainer(model, strategy, global_batch)

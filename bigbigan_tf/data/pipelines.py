@@ -103,7 +103,7 @@ def _prepare_tfds(builder: tfds.core.DatasetBuilder,
                   manual_dir: str | os.PathLike[str] | None,
                   download: bool) -> None:
   """Makes sure ``builder``'s files exist, preparing them when allowed."""
-  if builder.is_prepared():
+  if mnist5k_dataset_builder.is_prepared(builder):
     return
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     manual_path = pathlib.Path(

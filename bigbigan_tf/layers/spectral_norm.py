@@ -131,10 +131,19 @@ class SNConv2D(SpectralNormMixin, keras.layers.Layer):
     if self.use_spectral_norm:
       self._build_spectral_norm(self.filters)
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, residual=None):
+    """conv(inputs) [+ residual] + bias.
+
+    A residual block passes its other branch as `residual`: the sum is then
+    taken before the bias is added. (With the bias first, grappler's
+    remapper fuses Conv2D + BiasAdd + the residual Add; when that sum feeds
+    a later layer, it fails on the gradient graph and logs an error.)
+    """
     kernel = tf.cast(self._normalized_kernel(training), inputs.dtype)
     outputs = tf.nn.conv2d(inputs, kernel, strides=self.strides,
                            padding=self.padding)
+    if residual is not None:
+      outputs = outputs + tf.cast(residual, outputs.dtype)
     if self.bias is not None:
       outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
     return outputs

@@ -71,21 +71,20 @@ class DiscriminatorBlock(keras.layers.Layer):
       self.shortcut = self._make_shortcut()
 
   def call(self, x, training=None):
+    # Each branch sum is taken before the bias of the block's last
+    # convolution (SNConv2D's `residual`): TensorFlow's graph optimiser
+    # (grappler's remapper) fails on a convolution + bias + residual add
+    # whose sum feeds a later layer's gradient, and logs an error.
     h = x if self.first else tf.nn.relu(x)
     h = self.conv1(h, training=training)
-    h = self.conv2(tf.nn.relu(h), training=training)
-    if self.downsample:
-      h = _downsample(h)
-    shortcut = x
-    if self.shortcut is not None:
-      if self.first:
-        shortcut = self.shortcut(_downsample(x) if self.downsample else x,
-                                 training=training)
-      else:
-        shortcut = self.shortcut(x, training=training)
-        if self.downsample:
-          shortcut = _downsample(shortcut)
-    return h + shortcut
+    if not self.downsample:
+      shortcut = x if self.shortcut is None else self.shortcut(
+          x, training=training)
+      return self.conv2(tf.nn.relu(h), training=training, residual=shortcut)
+    h = _downsample(self.conv2(tf.nn.relu(h), training=training))
+    if self.first:  # BigGAN's first block pools before its 1x1 shortcut.
+      return self.shortcut(_downsample(x), training=training, residual=h)
+    return h + _downsample(self.shortcut(x, training=training))
 
 
 @common.keras_configurable("discriminator")

@@ -68,8 +68,9 @@ class GeneratorBlock(common.BuiltByFirstCall, keras.layers.Layer):
     h = tf.nn.relu(self.bn1((x, condition), training=training))
     h = self.conv1(_upsample(h), training=training)
     h = tf.nn.relu(self.bn2((h, condition), training=training))
-    h = self.conv2(h, training=training)
-    return h + self.shortcut(_upsample(x), training=training)
+    # The shortcut joins before conv2's bias (see DiscriminatorBlock).
+    return self.conv2(h, training=training,
+                      residual=self.shortcut(_upsample(x), training=training))
 
 
 @common.keras_configurable("generator")

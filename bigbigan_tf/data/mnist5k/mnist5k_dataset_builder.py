@@ -207,9 +207,20 @@ def prepare_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Mnist5k:
     A prepared `Mnist5k` builder.
   """
   builder = Mnist5k(data_dir=None if data_dir is None else os.fspath(data_dir))
-  if not builder.is_prepared():
+  if not is_prepared(builder):
     prepare_exclusively(builder, offline_download_config())
   return builder
+
+
+def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+  """``builder.is_prepared()``, without TFDS's warning on a first run.
+
+  TFDS logs "Variant folder ... has no dataset_info.json" whenever it checks
+  a dataset that is not prepared yet, which is the normal first run here.
+  """
+  if not (builder.data_path / "dataset_info.json").exists():
+    return False
+  return builder.is_prepared()
 
 
 @contextlib.contextmanager
@@ -259,7 +270,7 @@ def prepare_exclusively(builder: tfds.core.DatasetBuilder,
                         download_config: tfds.download.DownloadConfig) -> None:
   """Prepares ``builder``'s files unless another process did meanwhile."""
   with preparation_lock(builder):
-    if builder.is_prepared():
+    if is_prepared(builder):
       # Prepared by another process while this one waited: this builder
       # was created before the files existed, so load what was written.
       builder.info.read_from_directory(builder.data_dir)
