@@ -76,3 +76,8 @@ def log_progress() -> None:
   handler = absl_logging.get_absl_handler()
   if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
     handler.addFilter(_OwnInfoOnly())
+  # TensorFlow's own logger prints through its own handler ("INFO:tensorflow:
+  # Assets written to ..." for every SavedModel).
+  tf_logger = logging.getLogger("tensorflow")
+  if not any(isinstance(f, _OwnInfoOnly) for f in tf_logger.filters):
+    tf_logger.addFilter(_OwnInfoOnly())
