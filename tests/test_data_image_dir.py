@@ -326,7 +326,8 @@ def test_evaluation_folder_settings_are_checked(settings, expected):
 # End to end: train on a folder, evaluate on labelled folders.
 # --------------------------------------------------------------------------
 
-EVAL_BINDINGS = ["evaluation.probe_steps = 100",
+EVAL_BINDINGS = ["evaluation.random_encoder_baseline = True",
+                 "evaluation.probe_steps = 100",
                  "evaluation.inversion_samples = 50",
                  "evaluation.standing_stats_examples = 16"]
 
