@@ -211,8 +211,8 @@ class Trainer:
                   for role in ("generator", "encoder")
                   if role in model.networks()}
       for role, copy in self.ema.items():
-        for target, source in zip(copy.weights, model.networks()[role].weights):
-          target.assign(source)
+        for dst, src in zip(copy.weights, model.networks()[role].weights):
+          dst.assign(src)
     # The EMA copies use the live power-iteration state u of spectral norm
     # (an estimate for W that suits the slowly moving EMA of W as well).
     self._power_iteration_pairs = [
@@ -437,14 +437,14 @@ class Trainer:
     decay = tf.where(step < self.ema_start_step, 0.0, self.ema_decay)
     for role, copy in self.ema.items():
       live = self.model.networks()[role]
-      for target, source in zip(copy.trainable_variables,
-                                live.trainable_variables):
-        target.assign(decay * target + (1.0 - decay) * source)
+      for dst, src in zip(copy.trainable_variables,
+                          live.trainable_variables):
+        dst.assign(decay * dst + (1.0 - decay) * src)
     self._copy_power_iteration_state()
 
   def _copy_power_iteration_state(self):
-    for target, source in self._power_iteration_pairs:
-      target.assign(source)
+    for dst, src in self._power_iteration_pairs:
+      dst.assign(src)
 
   def _one_step(self, iterator):
     batches = tuple(next(iterator) for _ in range(self.d_steps + 1))

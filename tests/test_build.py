@@ -169,7 +169,7 @@ def test_build_lists_every_module_test_and_tool():
   names = [rule.name for rule in rules]
   clashes = sorted({name for name in names if names.count(name) > 1})
   if clashes:
-    problems.append(f"target names used twice in BUILD: {', '.join(clashes)}")
+    problems.append(f"rule names used twice in BUILD: {', '.join(clashes)}")
 
   assert not problems, (
       "BUILD is out of date (`python tests/test_build.py --update` rewrites "

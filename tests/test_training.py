@@ -100,12 +100,12 @@ def _run_steps(strategy, reference, steps=2, global_batch=8):
   trainer = _trainer(strategy, global_batch, [
       "trainer.d_steps = 1", "trainer.gradient_diagnostics = False"])
   for role, net in reference.model.networks().items():
-    for target, source in zip(trainer.model.networks()[role].weights,
-                              net.weights):
-      target.assign(source.numpy())
+    for dst, src in zip(trainer.model.networks()[role].weights,
+                        net.weights):
+      dst.assign(src.numpy())
   for role, net in reference.ema.items():
-    for target, source in zip(trainer.ema[role].weights, net.weights):
-      target.assign(source.numpy())
+    for dst, src in zip(trainer.ema[role].weights, net.weights):
+      dst.assign(src.numpy())
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: training_worker.synthetic_dataset(global_batch, ctx))
   metrics = trainer.train_loop(iter(dataset), tf.constant(steps))
@@ -419,18 +419,18 @@ def test_ema_copies_follow_the_weights_by_the_configured_decay():
   trainer._update_ema()  # pylint: disable=protected-access
   for role, copy in trainer.ema.items():
     live = trainer.model.networks()[role].trainable_variables
-    for old, target, source in zip(before[role], copy.trainable_variables,
-                                   live):
-      np.testing.assert_allclose(target.numpy(),
-                                 0.75 * old + 0.25 * source.numpy(),
-                                 rtol=1e-5, atol=1e-6, err_msg=target.path)
-      assert not np.allclose(target.numpy(), old), target.path
+    for old, dst, src in zip(before[role], copy.trainable_variables,
+                             live):
+      np.testing.assert_allclose(dst.numpy(),
+                                 0.75 * old + 0.25 * src.numpy(),
+                                 rtol=1e-5, atol=1e-6, err_msg=dst.path)
+      assert not np.allclose(dst.numpy(), old), dst.path
   trainer.global_step.assign(4)  # Before it: the copies track exactly.
   trainer._update_ema()  # pylint: disable=protected-access
   for role, copy in trainer.ema.items():
-    for target, source in zip(copy.trainable_variables,
-                              trainer.model.networks()[role].trainable_variables):
-      np.testing.assert_array_equal(target.numpy(), source.numpy())
+    for dst, src in zip(copy.trainable_variables,
+                        trainer.model.networks()[role].trainable_variables):
+      np.testing.assert_array_equal(dst.numpy(), src.numpy())
 
 
 def test_adam_betas_reach_every_optimiser():
@@ -491,9 +491,9 @@ def test_train_loop_returns_the_mean_of_its_steps(eager_functions):
   stepwise = _trainer(tf.distribute.get_strategy(), bindings=bindings)
   looped = _trainer(tf.distribute.get_strategy(), bindings=bindings)
   for role, net in stepwise.model.networks().items():
-    for target, source in zip(looped.model.networks()[role].weights,
-                              net.weights):
-      target.assign(source)
+    for dst, src in zip(looped.model.networks()[role].weights,
+                        net.weights):
+      dst.assign(src)
   data = iter(training_worker.synthetic_dataset(8))
   first = stepwise.train_loop(data, tf.constant(1))
   second = stepwise.train_loop(data, tf.constant(1))
