@@ -73,11 +73,10 @@ class _OwnInfoOnly(logging.Filter):
 def log_progress() -> None:
   """absl logging at INFO for bigbigan_tf's own records only (call in main)."""
   absl_logging.set_verbosity(absl_logging.INFO)
-  handler = absl_logging.get_absl_handler()
-  if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
-    handler.addFilter(_OwnInfoOnly())
-  # TensorFlow's own logger prints through its own handler ("INFO:tensorflow:
-  # Assets written to ..." for every SavedModel).
-  tf_logger = logging.getLogger("tensorflow")
-  if not any(isinstance(f, _OwnInfoOnly) for f in tf_logger.filters):
-    tf_logger.addFilter(_OwnInfoOnly())
+  # absl's handler, and TensorFlow's own logger, which prints through a
+  # handler of its own ("INFO:tensorflow:Assets written to ..." for every
+  # SavedModel).
+  for filtered in (absl_logging.get_absl_handler(),
+                   logging.getLogger("tensorflow")):
+    if not any(isinstance(f, _OwnInfoOnly) for f in filtered.filters):
+      filtered.addFilter(_OwnInfoOnly())
