@@ -142,7 +142,7 @@ class _PairingModel:
     self.has_joint = has_joint
 
   def encoder(self, x, training=None):
-    return {common.Z_MEAN: tf.reduce_mean(tf.constant(x, tf.float32), [1, 2])}
+    return {common.Z_MEAN: tf.reduce_mean(tf.cast(x, tf.float32), [1, 2])}
 
   def generate(self, z, training=None):
     return tf.tile(tf.convert_to_tensor(z)[:, None, None, :], [1, 4, 4, 1])

@@ -37,7 +37,7 @@ chunks, with the same figures (see `evaluate_model`).
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from absl import logging
 import gin
@@ -58,12 +58,14 @@ from bigbigan_tf.evaluation import linear_probe as probe_lib
 from bigbigan_tf.evaluation import metrics
 from bigbigan_tf.networks import common
 
-def _map_batches(fn: Callable, images: np.ndarray,
-                 batch_size: int) -> np.ndarray:
-  """Runs the tf.function of `fn` over `images` in batches; concatenates."""
+def _map_batches(fn: Callable, images: np.ndarray, batch_size: int):
+  """Runs the tf.function of `fn` over `images` in batches; concatenates
+  its outputs (an array, or a dict of arrays)."""
   call = tf.function(fn, autograph=False)
-  return np.concatenate([call(images[i:i + batch_size]).numpy()
-                         for i in range(0, len(images), batch_size)])
+  outputs = [tf.nest.map_structure(np.asarray, call(images[i:i + batch_size]))
+             for i in range(0, len(images), batch_size)]
+  return tf.nest.map_structure(lambda *parts: np.concatenate(parts),
+                               *outputs)
 
 
 def _output_fn(encoder, key: str = common.AVEPOOL_FEAT
@@ -77,6 +79,22 @@ def encoder_features(encoder, images: np.ndarray, batch_size: int = 250,
                      key: str = common.AVEPOOL_FEAT) -> np.ndarray:
   """E's AvePool features (or output `key`) of `images` (inference mode)."""
   return _map_batches(_output_fn(encoder, key), images, batch_size)
+
+
+def encoder_outputs(encoder, images: np.ndarray, keys: Sequence[str],
+                    batch_size: int = 250) -> dict[str, np.ndarray]:
+  """Several of E's outputs of `images` from one pass (inference mode)."""
+  keys = tuple(dict.fromkeys(keys))
+
+  def outputs(x):
+    out = encoder(x, training=False)
+    missing = [k for k in keys if k not in out]
+    if missing:
+      raise ValueError(f"Expected the encoder to output {list(keys)}; it "
+                       f"outputs {sorted(out)}.")
+    return {k: out[k] for k in keys}
+
+  return _map_batches(outputs, images, batch_size)
 
 
 def _probe_results(train_f, train_y, test_f, test_y, num_steps: int,
@@ -160,6 +178,23 @@ def joint_pairing_scores(model, test_batches: Iterable,
   Returns:
     The two fractions, or {} when D has no joint score.
   """
+  def pair_scores(images, other, z):
+    """s_xz of matched and mismatched (x, E(x)) and (G(z), z) pairs, from
+    one call of D on the four kinds of pair (D in inference mode scores
+    each example on its own)."""
+    x = model.pool_for_discriminator(images)
+    z_hat = model.encoder(images, training=False)[common.Z_MEAN]
+    x_gen = model.generate(z, training=False)
+    scores = model.discriminate(
+        tf.concat([x, x, x_gen, x_gen], 0),
+        tf.concat([z_hat, tf.gather(z_hat, other), z, tf.gather(z, other)],
+                  0), training=False)
+    if common.SCORE_XZ not in scores:
+      return None
+    return tf.split(scores[common.SCORE_XZ], 4)
+
+  pair_scores = tf.function(pair_scores, reduce_retracing=True,
+                            autograph=False)
   rng = np.random.RandomState(seed)
   encoder_wins = generator_wins = 0.0
   count = 0
@@ -171,22 +206,14 @@ def joint_pairing_scores(model, test_batches: Iterable,
     order = rng.permutation(n)
     other = np.empty(n, np.int64)
     other[order] = np.roll(order, 1)
-    x = model.pool_for_discriminator(tf.constant(images))
-    z_hat = model.encoder(images, training=False)[common.Z_MEAN]
-    scores = model.discriminate(x, z_hat, training=False)
-    if common.SCORE_XZ not in scores:
-      return {}
-    matched = np.asarray(scores[common.SCORE_XZ])
-    mismatched = np.asarray(model.discriminate(
-        x, tf.gather(z_hat, other), training=False)[common.SCORE_XZ])
-    encoder_wins += _pairing_wins(matched, mismatched)
     z = inversion.prior_samples(model, n, seed + 1, count)
-    x_gen = model.generate(z, training=False)
-    matched = np.asarray(model.discriminate(
-        x_gen, z, training=False)[common.SCORE_XZ])
-    mismatched = np.asarray(model.discriminate(
-        x_gen, tf.gather(z, other), training=False)[common.SCORE_XZ])
-    generator_wins += _pairing_wins(mismatched, matched)
+    scores = pair_scores(tf.constant(images, tf.float32), other, z)
+    if scores is None:
+      return {}
+    real, real_mismatched, generated, generated_mismatched = map(
+        np.asarray, scores)
+    encoder_wins += _pairing_wins(real, real_mismatched)
+    generator_wins += _pairing_wins(generated_mismatched, generated)
     count += n
   if not count:
     raise ValueError("The test split has no batch of two or more examples; "
@@ -213,6 +240,7 @@ class _InMemorySplits:
         dataset, resolution=resolution, data_dir=data_dir, **source)
     self._splits = sources
     self._arrays = {}
+    self._features = []  # (encoder, {key: (train, test)}) of each encoder.
     self._pool = pool
     self._batch_size = batch_size
 
@@ -222,10 +250,18 @@ class _InMemorySplits:
     return self._arrays[role]
 
   def features(self, encoder, tag: str, key: str = common.AVEPOOL_FEAT):
+    """E's output `key` of both splits. One pass per encoder gives its
+    AvePool features and its latent mean (both are measured)."""
     del tag  # Only stored features need a name.
     (train_x, train_y), (test_x, test_y) = map(self._split, ("train", "test"))
-    return (encoder_features(encoder, train_x, key=key), train_y,
-            encoder_features(encoder, test_x, key=key), test_y)
+    cached = next((f for e, f in self._features if e is encoder), None)
+    if cached is None or key not in cached:
+      keys = (common.AVEPOOL_FEAT, common.Z_MEAN, key)
+      train, test = (encoder_outputs(encoder, x, keys, self._batch_size)
+                     for x in (train_x, test_x))
+      cached = {k: (train[k], test[k]) for k in train}
+      self._features.append((encoder, cached))
+    return cached[key][0], train_y, cached[key][1], test_y
 
   def train_batches(self, max_examples: int):
     train_x, train_y = self._split("train")

@@ -69,11 +69,15 @@ def inversion_error(model, encoder: Callable, num_samples: int = 1000,
     batch_size: samples per call.
   """
   z = prior_samples(model, num_samples, seed, start=24680)
-  z_hat = []
-  for i in range(0, num_samples, batch_size):
-    x = model.generate(z[i:i + batch_size], training=False)
+
+  def invert(z):
+    x = model.generate(z, training=False)
     x = to_encoder_resolution(x, model.encoder_resolution)
-    z_hat.append(encoder(x, training=False)[common.Z_MEAN])
+    return encoder(x, training=False)[common.Z_MEAN]
+
+  invert = tf.function(invert, reduce_retracing=True, autograph=False)
+  z_hat = [invert(z[i:i + batch_size])
+           for i in range(0, num_samples, batch_size)]
   return normalized_inversion_error(z.numpy(), tf.concat(z_hat, 0).numpy())
 
 
