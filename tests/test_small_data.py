@@ -132,7 +132,7 @@ def test_trainer_augments_only_what_d_sees():
 
 
 def test_step_reports_hinge_activity_and_latent_gradient_split():
-  metrics = _one_step_metrics([])
+  metrics = _one_step_metrics(["trainer.gradient_diagnostics = True"])
   for pair in ("encoder", "generator"):
     for score in common.SCORE_KEYS:
       assert 0.0 <= metrics[f"hinge_active/{pair}_{score}"] <= 1.0
