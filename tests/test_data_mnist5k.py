@@ -96,3 +96,63 @@ def test_mnist5k_split_sizes(data_dir):
   splits = data.prepare_mnist5k(data_dir).info.splits
   assert splits["train"].num_examples == 4000
   assert splits["test"].num_examples == 1000
+
+
+def test_mnist5k_matches_the_reference_sklearn_split(data_dir):
+  pixels, labels = data.load_mnist5k_raw()
+  _, test_pixels, _, test_labels = model_selection.train_test_split(
+      pixels, labels, test_size=1000, stratify=labels, random_state=0)
+  builder = data.prepare_mnist5k(data_dir)
+  stored = list(builder.as_dataset(split="test").as_numpy_iterator())
+  # Stored in train_test_split's order, pixel for pixel.
+  np.testing.assert_array_equal(
+      np.stack([example["image"] for example in stored]), test_pixels)
+  np.testing.assert_array_equal([example["label"] for example in stored],
+                                test_labels)
+
+
+def _run_python(script: str) -> subprocess.CompletedProcess:
+  """Runs ``script`` in a fresh interpreter that imports this checkout."""
+  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parents[1]))
+  return subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                        env=env, capture_output=True, text=True, timeout=120,
+                        check=False)
+
+
+def test_builder_survives_a_second_import(tmp_path):
+  # TFDS's loader of dataset folders (`tfds build bigbigan_tf/data/mnist5k`)
+  # imports the builder module a second time, under another name. A fresh
+  # interpreter keeps the copy out of this test run's TFDS registry.
+  result = _run_python(f"""
+      import importlib.util
+      import tensorflow_datasets as tfds
+      from bigbigan_tf.data.mnist5k import mnist5k_dataset_builder as first
+      spec = importlib.util.spec_from_file_location(
+          "mnist5k_dataset_builder_copy", first.__file__)
+      copy = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(copy)
+      builder = tfds.builder("mnist5k", data_dir={str(tmp_path)!r})
+      assert builder.name == "mnist5k", builder.name
+      print("ok")
+      """)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().endswith("ok")
+
+
+def test_data_imports_without_sklearn():
+  # scikit-learn makes the split only: importing bigbigan_tf.data must not
+  # need it, and splitting without it names the package to install.
+  result = _run_python("""
+      import sys
+      sys.modules["sklearn"] = None  # Makes `import sklearn` fail.
+      import numpy as np
+      from bigbigan_tf import data
+      from bigbigan_tf.data.mnist5k import mnist5k_dataset_builder
+      try:
+        mnist5k_dataset_builder._split_rows(np.arange(10) % 2)
+      except ModuleNotFoundError as err:
+        assert "pip install scikit-learn" in str(err), err
+        print("ok")
+      """)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().endswith("ok")
