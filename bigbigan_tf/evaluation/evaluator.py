@@ -78,7 +78,7 @@ def _output_fn(encoder, key: str = common.AVEPOOL_FEAT
 def encoder_features(encoder, images: np.ndarray, batch_size: int = 250,
                      key: str = common.AVEPOOL_FEAT) -> np.ndarray:
   """E's AvePool features (or output `key`) of `images` (inference mode)."""
-  return _map_batches(_output_fn(encoder, key), images, batch_size)
+  return encoder_outputs(encoder, images, (key,), batch_size)[key]
 
 
 def encoder_outputs(encoder, images: np.ndarray, keys: Sequence[str],
@@ -255,12 +255,14 @@ class _InMemorySplits:
     del tag  # Only stored features need a name.
     (train_x, train_y), (test_x, test_y) = map(self._split, ("train", "test"))
     cached = next((f for e, f in self._features if e is encoder), None)
-    if cached is None or key not in cached:
-      keys = (common.AVEPOOL_FEAT, common.Z_MEAN, key)
+    if cached is None:
+      cached = {}
+      self._features.append((encoder, cached))
+    if key not in cached:
+      keys = (key,) if cached else (common.AVEPOOL_FEAT, common.Z_MEAN, key)
       train, test = (encoder_outputs(encoder, x, keys, self._batch_size)
                      for x in (train_x, test_x))
-      cached = {k: (train[k], test[k]) for k in train}
-      self._features.append((encoder, cached))
+      cached.update({k: (train[k], test[k]) for k in train})
     return cached[key][0], train_y, cached[key][1], test_y
 
   def train_batches(self, max_examples: int):
