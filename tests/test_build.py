@@ -1,9 +1,12 @@
-"""Tests that BUILD lists every module, test and tool, and that Bazel loads it.
+"""Tests that BUILD lists every module, test and tool, and that Bazel runs it.
 
 The first test reads BUILD without Bazel: BUILD is Starlark, whose syntax is
 Python's, so it is executed with stand-ins for the rules that record their
-arguments. The second runs `bazel query 'deps(//...)'` with Debian's offline
-bazel-bootstrap, which .ci/install_bazel.sh installs.
+arguments. The Bazel tests run `bazel query 'deps(//...)'` and `bazel test` on
+a few light targets with Debian's offline bazel-bootstrap, which
+.ci/install_bazel.sh installs. Where `bazel` is not installed they are skipped,
+unless the environment variable BIGBIGAN_REQUIRE_BAZEL is 1 (.ci/run sets it):
+then a missing `bazel` fails them.
 
 `python tests/test_build.py --update` rewrites the file lists at the top of
 BUILD from what is on disk.
@@ -19,6 +22,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD_FILE = REPO_ROOT / "BUILD"
 INSTALL_HINT = "run `bash .ci/install_bazel.sh` (Debian's bazel-bootstrap)"
@@ -29,6 +34,14 @@ _RULE_KINDS = ("py_library", "py_test", "py_binary")
 # Every py_test runs pytest on its file through this runner.
 PYTEST_RUNNER = "tests/pytest_runner.py"
 TOOL_PACKAGE_INIT = "tools/__init__.py"
+REQUIRE_BAZEL_ENV = "BIGBIGAN_REQUIRE_BAZEL"
+# Files outside the library that the tests read: every py_test lists them as
+# data, so that they are in its runfiles under `bazel test`.
+TOP_LEVEL_DATA = (".ci/run", "README.md")
+# Light py_tests that `bazel test` runs here: the README checks (which read
+# .ci/run, docs/ and the tools through runfiles) and a data module's tests.
+BAZEL_TEST_TARGETS = ("//:test_readme", "//:test_data_preparation")
+BAZEL_TEST_TIMEOUT_S = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +110,7 @@ def _on_disk() -> dict[str, set[str]]:
       "TEST_SUPPORT_SRCS": _files("tests/*.py") - _files("tests/test_*.py"),
       "TOOL_SRCS": _files("tools/*.py") - {TOOL_PACKAGE_INIT},
       "TOOL_SUPPORT_SRCS": {TOOL_PACKAGE_INIT},
+      "DOC_FILES": _files("docs/**/*"),
   }
 
 
@@ -154,6 +168,16 @@ def test_build_lists_every_module_test_and_tool():
     problems += _unlisted(disk["TOOL_SUPPORT_SRCS"], in_every_tool,
                           "TOOL_SUPPORT_SRCS (srcs of every py_binary)")
 
+  test_data = (disk["DOC_FILES"] | set(TOP_LEVEL_DATA) | disk["TOOL_SRCS"]
+               | disk["TOOL_SUPPORT_SRCS"])
+  for rule in tests:
+    missing_data = sorted(test_data - set(rule.data))
+    if missing_data:
+      problems.append(
+          f"py_test {rule.name!r} misses data it reads (DOC_FILES, "
+          f"TOP_LEVEL_DATA, TOOL_SRCS, TOOL_SUPPORT_SRCS): "
+          + ", ".join(missing_data))
+
   for rule in tests + binaries:
     if f":{LIBRARY_NAME}" not in rule.deps:
       problems.append(f"{rule.kind} {rule.name!r} must depend on "
@@ -196,43 +220,71 @@ def test_pytest_runner_fails_on_a_failing_test(tmp_path):
                         check=False).returncode == 2
 
 
-def _run_bazel_query(bazel: str, output_base: pathlib.Path):
-  """Runs the offline query in its own process group, killed on timeout."""
+def _bazel() -> str:
+  """The `bazel` binary; skips the test where it is absent and not required."""
+  bazel = shutil.which("bazel")
+  if bazel:
+    return bazel
+  if os.environ.get(REQUIRE_BAZEL_ENV) == "1":
+    raise AssertionError(f"bazel is not installed and {REQUIRE_BAZEL_ENV}=1: "
+                         f"{INSTALL_HINT}, then rerun the tests")
+  pytest.skip(f"bazel is not installed ({INSTALL_HINT} to run this test; "
+              f".ci/run sets {REQUIRE_BAZEL_ENV}=1, which makes it required)")
+
+
+@pytest.fixture(scope="module")
+def bazel_output_base(tmp_path_factory):
+  """One output base for the module's Bazel commands: externals load once."""
+  return tmp_path_factory.mktemp("bazel_output_base")
+
+
+def _run_bazel(bazel: str, output_base: pathlib.Path, args: list[str],
+               timeout_s: float):
+  """Runs one Bazel command in its own process group, killed on timeout.
+
+  Returns:
+    The command, its exit status, stdout and stderr.
+  """
   command = [
       bazel,
-      # One process that exits with the query, no server left behind; an
+      # One process that exits with the command, no server left behind; an
       # output base of its own, so no lock is shared with other checkouts.
       "--batch",
       f"--output_base={output_base}",
-      "query",
-      "--noshow_progress",
-      "deps(//...)",
+      *args,
   ]
   process = subprocess.Popen(
       command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, start_new_session=True)
   try:
-    stdout, stderr = process.communicate(timeout=QUERY_TIMEOUT_S)
+    stdout, stderr = process.communicate(timeout=timeout_s)
   except subprocess.TimeoutExpired:
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
     raise AssertionError(f"`{' '.join(command)}` took more than "
-                         f"{QUERY_TIMEOUT_S} s") from None
+                         f"{timeout_s} s") from None
   return command, process.returncode, stdout, stderr
 
 
-def test_bazel_query_loads_every_target(tmp_path):
-  bazel = shutil.which("bazel")
-  assert bazel, f"bazel is not installed: {INSTALL_HINT}, then rerun the tests"
+def _bazel_failure(command, returncode, output: str) -> str:
+  return (f"`{' '.join(command)}` exited with {returncode}. If the errors name "
+          f"rules_cc, rules_java or a download, {INSTALL_HINT}. Last lines:\n"
+          + "\n".join(output.splitlines()[-25:]))
+
+
+def _bazel_links(entries) -> list[str]:
+  return sorted(entry for entry in entries if entry.startswith("bazel-"))
+
+
+def test_bazel_query_loads_every_target(bazel_output_base):
+  bazel = _bazel()
   entries_before = set(os.listdir(REPO_ROOT))
 
-  command, returncode, stdout, stderr = _run_bazel_query(
-      bazel, tmp_path / "bazel_output_base")
+  command, returncode, stdout, stderr = _run_bazel(
+      bazel, bazel_output_base,
+      ["query", "--noshow_progress", "deps(//...)"], QUERY_TIMEOUT_S)
 
-  assert returncode == 0, (
-      f"`{' '.join(command)}` exited with {returncode}. If the errors name "
-      f"rules_cc or a download, {INSTALL_HINT}. Last lines of stderr:\n"
-      + "\n".join(stderr.splitlines()[-25:]))
+  assert returncode == 0, _bazel_failure(command, returncode, stderr)
   labels = set(stdout.split())
   disk = _on_disk()
   expected = {f"//:{LIBRARY_NAME}"}
@@ -244,9 +296,31 @@ def test_bazel_query_loads_every_target(tmp_path):
   assert not missing, (
       "`bazel query 'deps(//...)'` misses these targets and files (list them "
       "in BUILD): " + ", ".join(missing))
-  left_behind = sorted(set(os.listdir(REPO_ROOT)) - entries_before)
-  assert not any(entry.startswith("bazel-") for entry in left_behind), (
-      f"bazel query left files in the repo: {left_behind}")
+  left_behind = _bazel_links(set(os.listdir(REPO_ROOT)) - entries_before)
+  assert not left_behind, f"bazel query left files in the repo: {left_behind}"
+
+
+def test_bazel_test_runs_light_targets(bazel_output_base):
+  """`bazel test` builds the py_tests' runfiles and runs pytest in them."""
+  bazel = _bazel()
+  entries_before = set(os.listdir(REPO_ROOT))
+
+  command, returncode, stdout, stderr = _run_bazel(
+      bazel, bazel_output_base,
+      ["test", "--noshow_progress", "--test_output=errors",
+       # No bazel-* convenience links in the checkout.
+       "--symlink_prefix=/",
+       # The tests import TensorFlow from the Python environment on PATH.
+       "--test_env=PATH", "--action_env=PATH",
+       *BAZEL_TEST_TARGETS], BAZEL_TEST_TIMEOUT_S)
+
+  output = stdout + stderr
+  assert returncode == 0, _bazel_failure(command, returncode, output)
+  for target in BAZEL_TEST_TARGETS:
+    assert re.search(rf"^{re.escape(target)}\s+PASSED", output, flags=re.M), (
+        f"{target} did not pass:\n" + "\n".join(output.splitlines()[-25:]))
+  left_behind = _bazel_links(set(os.listdir(REPO_ROOT)) - entries_before)
+  assert not left_behind, f"bazel test left files in the repo: {left_behind}"
 
 
 def update_build_lists() -> None:
