@@ -135,7 +135,7 @@ def _checked(tensor: tf.Tensor, spec: tf.TensorSpec) -> tf.Tensor:
 
 def upsample(images: tf.Tensor, factor: int = UPSAMPLE_FACTOR) -> tf.Tensor:
   """Nearest-neighbour upsampling of NHWC images by an integer factor."""
-  return tf.repeat(tf.repeat(images, factor, axis=1), factor, axis=2)
+  return common.upsample(images, factor)
 
 
 def _tf_variables(variables) -> list[tf.Variable]:

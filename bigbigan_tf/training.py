@@ -141,6 +141,16 @@ class Trainer:
       between s_z and s_xz (`grad_sq/...` per-example squared norms of
       dL_EG/dz_hat from each score, and their share): two extra
       backward passes through H and J per E+G update.
+    latent_regression_weight: lambda of a latent regression term added to
+      the E+G loss (0, the paper: none): lambda * mean over the generator
+      pairs of ||mu_E(G(z)) - z||^2 (summed over z's dimensions), with G(z)
+      held constant (only E learns from it) and shown to E at its
+      resolution. E runs in training mode on G(z) (batch moments) without
+      updating its moving statistics, which come from real images only.
+    cycle_weight: weight of ALICE's explicit cycle term on real images (0:
+      none): weight * the mean over examples and pixels of
+      (pool(x) - G(z_hat))^2, z_hat = E(x) as sampled for the adversarial
+      term; E and G both learn from it.
   """
 
   def __init__(self,
@@ -161,13 +171,23 @@ class Trainer:
                jit_compile: bool = False,
                seed: int = 0,
                augment_policy: Sequence[str] = (),
-               gradient_diagnostics: bool = True):
+               gradient_diagnostics: bool = True,
+               latent_regression_weight: float = 0.0,
+               cycle_weight: float = 0.0):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
       raise ValueError(f"Global batch size {global_batch_size} must divide "
                        f"evenly across {replicas} replicas.")
     if d_steps < 1:
       raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    for name, weight in (("latent_regression_weight",
+                          latent_regression_weight),
+                         ("cycle_weight", cycle_weight)):
+      if not weight >= 0:
+        raise ValueError(f"{name} must be >= 0, got {weight}.")
+      if weight and model.encoder is None:
+        raise ValueError(f"{name} = {weight} needs an encoder; this model "
+                         "has none (the StandardGAN).")
     if learning_rate_decay not in LEARNING_RATE_DECAYS:
       raise ValueError(
           f"learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, got "
@@ -195,6 +215,8 @@ class Trainer:
     self.seed = seed
     self.augment_policy = diff_augment.check_policy(augment_policy)
     self.gradient_diagnostics = gradient_diagnostics
+    self.latent_regression_weight = float(latent_regression_weight)
+    self.cycle_weight = float(cycle_weight)
     with strategy.scope():
       self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name="global_step")
@@ -271,6 +293,10 @@ class Trainer:
              for pair in (losses.ENCODER_PAIRS, losses.GENERATOR_PAIRS)
              for k in scores]
     keys += self._gradient_keys()
+    if self.latent_regression_weight:
+      keys.append("loss/latent_regression")
+    if self.cycle_weight:
+      keys.append("loss/cycle")
     return keys
 
   def _gradient_keys(self) -> list[str]:
@@ -394,13 +420,17 @@ class Trainer:
       enc_loss, gen_loss, terms = losses.encoder_generator_loss(
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
+      extra_terms = self._extra_eg_terms(x, x_hat, z_hat, z)
+      total = loss + tf.add_n(
+          [weight * value for weight, value in extra_terms.values()]
+      ) if extra_terms else loss
       # Each example's score depends on its own z_hat only, so the gradient
       # of the sum is every example's gradient.
       score_sums = {key: tf.reduce_sum(tf.cast(
           encoder_scores[key[len("grad_sq/z_hat_"):]], tf.float32))
                     for key in self._gradient_keys()}
-    grads = tape.gradient(loss, variables)
-    metrics = {}
+    grads = tape.gradient(total, variables)
+    metrics = {key: value for key, (_, value) in extra_terms.items()}
     if diagnose:  # How dL_EG/dz_hat splits between s_z and s_xz.
       for key, score_sum in score_sums.items():
         per_example = tape.gradient(score_sum, z_hat)
@@ -416,6 +446,33 @@ class Trainer:
       metrics.update({f"scores/{pair}_pairs/{k}": self._mean(v)
                       for k, v in scores.items()})
     return metrics
+
+  def _extra_eg_terms(self, x, x_hat, z_hat, z) -> dict:
+    """The optional latent regression and cycle terms of the E+G loss.
+
+    Returns:
+      metric key -> (weight, this replica's share of the global-batch mean).
+    """
+    model = self.model
+    terms = {}
+    if self.latent_regression_weight:
+      x_gen = common.upsample_to_resolution(
+          tf.stop_gradient(tf.cast(x_hat, x.dtype)), model.encoder_resolution)
+      with layers.moving_statistics_frozen(model.encoder):
+        mu = model.encode(x_gen, training=True)[common.Z_MEAN]
+      error = tf.square(tf.cast(mu, tf.float32) - tf.cast(z, tf.float32))
+      terms["loss/latent_regression"] = (
+          self.latent_regression_weight,
+          self._mean(tf.reduce_sum(error, axis=1)))
+    if self.cycle_weight:
+      with layers.moving_statistics_frozen(model.generator):
+        reconstruction = model.generate(z_hat, training=True)
+      target = model.pool_for_discriminator(x)
+      error = tf.square(tf.cast(target, tf.float32)
+                        - tf.cast(reconstruction, tf.float32))
+      terms["loss/cycle"] = (self.cycle_weight, self._mean(
+          tf.reduce_mean(error, axis=[1, 2, 3])))
+    return terms
 
   def _replica_step_impl(self, batches, step):
     metrics = {}

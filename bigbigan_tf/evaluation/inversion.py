@@ -41,13 +41,7 @@ def normalized_inversion_error(z: np.ndarray, z_hat: np.ndarray) -> float:
 
 def to_encoder_resolution(images: tf.Tensor, resolution: int) -> tf.Tensor:
   """G's images at E's input size (nearest-neighbour upsampling)."""
-  factor = resolution // images.shape[1]
-  if factor * images.shape[1] != resolution:
-    raise ValueError(f"Cannot show {images.shape[1]}-pixel images to an "
-                     f"encoder of resolution {resolution}.")
-  if factor == 1:
-    return images
-  return tf.repeat(tf.repeat(images, factor, axis=1), factor, axis=2)
+  return common.upsample_to_resolution(images, resolution)
 
 
 def prior_samples(model, n: int, seed: int, start: int = 0) -> tf.Tensor:

@@ -4,6 +4,7 @@ from bigbigan_tf.layers.attention import SelfAttention
 from bigbigan_tf.layers.normalization import ConditionalBatchNorm
 from bigbigan_tf.layers.normalization import CrossReplicaBatchNorm
 from bigbigan_tf.layers.normalization import accumulating_standing_stats
+from bigbigan_tf.layers.normalization import moving_statistics_frozen
 from bigbigan_tf.layers.normalization import batch_norm_layers
 from bigbigan_tf.layers.normalization import cross_replica_moments
 from bigbigan_tf.layers.spectral_norm import SNConv2D

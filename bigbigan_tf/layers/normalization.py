@@ -77,6 +77,9 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     self.center = center
     self.scale = scale
     self.accumulate_standing = False
+    # Off inside `moving_statistics_frozen`: training-mode calls then
+    # normalise with batch moments and leave the moving statistics alone.
+    self.track_moving_statistics = True
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
@@ -139,6 +142,7 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     is 9% faster for it, docs/benchmarks.md). Across replicas the moments
     are all-reduced.
     """
+    update_statistics = update_statistics and self.track_moving_statistics
     replica_ctx = tf.distribute.get_replica_context()
     fusable = (training and x.dtype == tf.float32 and x.shape.rank in (2, 4)
                and (replica_ctx is None or replica_ctx.num_replicas_in_sync == 1))
@@ -248,3 +252,23 @@ def accumulating_standing_stats(*models: keras.layers.Layer) -> Iterator[None]:
   finally:
     for layer in layers:
       layer.accumulate_standing = False
+
+
+@contextlib.contextmanager
+def moving_statistics_frozen(*models: keras.layers.Layer) -> Iterator[None]:
+  """Within the block, training-mode calls of `models` normalise with their
+  batch moments but do not update the moving statistics (read at trace time,
+  like `accumulating_standing_stats`).
+
+  The training step encodes generated images this way for the latent
+  regression term, so that E's statistics come from real images only.
+  """
+  layers = [l for m in models for l in batch_norm_layers(m)]
+  previous = [layer.track_moving_statistics for layer in layers]
+  for layer in layers:
+    layer.track_moving_statistics = False
+  try:
+    yield
+  finally:
+    for layer, value in zip(layers, previous):
+      layer.track_moving_statistics = value

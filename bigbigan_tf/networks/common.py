@@ -102,6 +102,29 @@ def clone(model, seed: Optional[int] = None):
     random.setstate(state)
 
 
+def upsample(images: tf.Tensor, factor: int) -> tf.Tensor:
+  """Nearest-neighbour upsampling of NHWC images by an integer factor (a
+  repeat along height and width: XLA friendly)."""
+  if factor == 1:
+    return images
+  return tf.repeat(tf.repeat(images, factor, axis=1), factor, axis=2)
+
+
+def upsample_to_resolution(images: tf.Tensor, resolution: int) -> tf.Tensor:
+  """Square images [N, s, s, C] upsampled (nearest) to [N, r, r, C]: how G's
+  images are shown to an encoder of a higher resolution.
+
+  Raises:
+    ValueError: `resolution` is not a multiple of the images' static size.
+  """
+  size = images.shape[1]
+  if size is None or resolution % size:
+    raise ValueError(f"Cannot show {size}-pixel images to an encoder of "
+                     f"resolution {resolution}: expected a known size that "
+                     f"divides {resolution}.")
+  return upsample(images, resolution // size)
+
+
 def pool_to_resolution(images: tf.Tensor, resolution: int) -> tf.Tensor:
   """Average-pools square images [N, s, s, C] down to [N, r, r, C].
 

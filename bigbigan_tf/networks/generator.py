@@ -43,12 +43,6 @@ ARCHITECTURES = {
 }
 
 
-def _upsample(x: tf.Tensor) -> tf.Tensor:
-  """Nearest-neighbour 2x upsampling (XLA friendly)."""
-  x = tf.repeat(x, 2, axis=1)
-  return tf.repeat(x, 2, axis=2)
-
-
 class GeneratorBlock(common.BuiltByFirstCall, keras.layers.Layer):
   """Residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3 + up-conv1 shortcut."""
 
@@ -66,11 +60,11 @@ class GeneratorBlock(common.BuiltByFirstCall, keras.layers.Layer):
   def call(self, inputs, training=None):
     x, condition = inputs
     h = tf.nn.relu(self.bn1((x, condition), training=training))
-    h = self.conv1(_upsample(h), training=training)
+    h = self.conv1(common.upsample(h, 2), training=training)
     h = tf.nn.relu(self.bn2((h, condition), training=training))
     # The shortcut joins before conv2's bias (see DiscriminatorBlock).
     return self.conv2(h, training=training,
-                      residual=self.shortcut(_upsample(x), training=training))
+                      residual=self.shortcut(common.upsample(x, 2), training=training))
 
 
 @common.keras_configurable("generator")

@@ -1,0 +1,180 @@
+"""Tests of the optional E+G terms: latent regression and ALICE's cycle.
+
+Each test builds trainers from one set of weights and runs one E+G update
+(`Trainer._eg_update`) eagerly on the same batch and latents, so that the
+updates differ only by the terms switched on.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigbigan_tf import config
+from bigbigan_tf import layers
+from bigbigan_tf import training
+from bigbigan_tf.networks import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE_GIN = os.path.join(ROOT, "gin", "smoke.gin")
+BATCH = 8
+STEP = tf.constant(3, tf.int64)
+
+
+def _trainer(*bindings):
+  config.parse([SMOKE_GIN], ["trainer.gradient_diagnostics = False",
+                             *bindings])
+  strategy = tf.distribute.get_strategy()
+  with strategy.scope():
+    return training.Trainer(config.build_model(), strategy, BATCH)
+
+
+def _copy_weights(dst_trainer, src_trainer):
+  for role, net in src_trainer.model.networks().items():
+    for dst, src in zip(dst_trainer.model.networks()[role].weights,
+                        net.weights):
+      dst.assign(src.numpy())
+
+
+def _images():
+  return tf.random.stateless_uniform([BATCH, 32, 32, 3], [5, 6], -1.0, 1.0)
+
+
+def _weights(trainer, role, trainable=True):
+  net = trainer.model.networks()[role]
+  variables = net.trainable_variables if trainable else [
+      v for v in net.weights if "moving" in v.path]
+  return {v.path: v.numpy().copy() for v in variables}
+
+
+@pytest.fixture(scope="module")
+def updated():
+  """One E+G update of the same weights under four settings."""
+  settings = {
+      "default": (),
+      "zeros": ("trainer.latent_regression_weight = 0.0",
+                "trainer.cycle_weight = 0.0"),
+      "latent": ("trainer.latent_regression_weight = 1.0",),
+      "cycle": ("trainer.cycle_weight = 1.0",),
+  }
+  trainers = {name: _trainer(*bindings) for name, bindings in settings.items()}
+  reference = trainers["default"]
+  for trainer in trainers.values():
+    if trainer is not reference:
+      _copy_weights(trainer, reference)
+  before = {role: _weights(reference, role) for role in
+            ("generator", "encoder", "discriminator")}
+  results = {}
+  for name, trainer in trainers.items():
+    metrics = trainer._eg_update(_images(), STEP, 1)  # pylint: disable=protected-access
+    results[name] = dict(
+        metrics={k: float(v) for k, v in metrics.items()},
+        weights={role: _weights(trainer, role) for role in
+                 ("generator", "encoder", "discriminator")},
+        moving={role: _weights(trainer, role, trainable=False)
+                for role in ("generator", "encoder")},
+        keys=trainer.metric_keys())
+  results["before"] = before
+  return results
+
+
+def _assert_same(a, b, what):
+  assert a.keys() == b.keys(), what
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=f"{what}: {name}")
+
+
+def _differs(a, b) -> bool:
+  return any(not np.array_equal(a[name], b[name]) for name in a)
+
+
+def test_both_terms_off_is_the_papers_update(updated):
+  default, zeros = updated["default"], updated["zeros"]
+  assert zeros["keys"] == default["keys"]
+  assert "loss/latent_regression" not in default["keys"]
+  assert "loss/cycle" not in default["keys"]
+  assert zeros["metrics"] == default["metrics"]
+  for role in ("generator", "encoder", "discriminator"):
+    _assert_same(zeros["weights"][role], default["weights"][role], role)
+    # The update moved the weights: the equality above says something.
+    assert role == "discriminator" or _differs(
+        default["weights"][role], updated["before"][role]), role
+
+
+def test_latent_regression_changes_only_the_encoders_update(updated):
+  default, latent = updated["default"], updated["latent"]
+  # G(z) is held constant: G's update is exactly the paper's.
+  _assert_same(latent["weights"]["generator"], default["weights"]["generator"],
+               "generator")
+  _assert_same(latent["weights"]["discriminator"],
+               default["weights"]["discriminator"], "discriminator")
+  assert _differs(latent["weights"]["encoder"], default["weights"]["encoder"])
+  # E saw G(z) with batch moments, but its moving statistics come from the
+  # real images only: the same as without the term.
+  _assert_same(latent["moving"]["encoder"], default["moving"]["encoder"],
+               "encoder moving statistics")
+  assert latent["metrics"]["loss/eg"] == default["metrics"]["loss/eg"]
+  assert "loss/latent_regression" in latent["keys"]
+
+
+def test_cycle_term_changes_the_encoder_and_generator_updates(updated):
+  default, cycle = updated["default"], updated["cycle"]
+  assert _differs(cycle["weights"]["generator"],
+                  default["weights"]["generator"])
+  assert _differs(cycle["weights"]["encoder"], default["weights"]["encoder"])
+  _assert_same(cycle["weights"]["discriminator"],
+               default["weights"]["discriminator"], "discriminator")
+  # G's second training-mode pass (on E's latents) leaves its statistics.
+  _assert_same(cycle["moving"]["generator"], default["moving"]["generator"],
+               "generator moving statistics")
+  assert "loss/cycle" in cycle["keys"]
+
+
+def test_term_values_are_the_stated_means():
+  """With learning rates 0 nothing moves, so the terms can be recomputed:
+  latent regression = batch mean of ||mu_E(G(z)) - z||^2 summed over z's
+  dimensions; cycle = mean over examples and pixels of (x - G(z_hat))^2."""
+  trainer = _trainer("trainer.latent_regression_weight = 2.0",
+                     "trainer.cycle_weight = 0.5",
+                     "trainer.learning_rate = 0.0")
+  model = trainer.model
+  x = _images()
+  z, eps = trainer._latents(STEP, 1)  # pylint: disable=protected-access
+  # Training-mode calls run G's power iterations: the step starts from the
+  # same state u as these calls.
+  power_state = [(v, v.numpy()) for v in model.generator.weights
+                 if "sn_u" in v.path]
+  with layers.moving_statistics_frozen(model.generator, model.encoder):
+    x_hat = model.generate(z, training=True)
+    mu = model.encode(x_hat, training=True)[common.Z_MEAN]
+    z_hat = model.encode(x, training=True, epsilon=eps)[common.Z_SAMPLE]
+    reconstruction = model.generate(z_hat, training=True)
+  latent = np.mean(np.sum(np.square(mu.numpy() - z.numpy()), axis=1))
+  cycle = np.mean(np.square(x.numpy() - reconstruction.numpy()))
+  for variable, value in power_state:
+    variable.assign(value)
+
+  metrics = trainer._eg_update(x, STEP, 1)  # pylint: disable=protected-access
+
+  # The metrics are the terms before their weights.
+  np.testing.assert_allclose(float(metrics["loss/latent_regression"]), latent,
+                             rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["loss/cycle"]), cycle, rtol=1e-4)
+
+
+@pytest.mark.parametrize("binding, match", [
+    ("trainer.latent_regression_weight = -1.0", "latent_regression_weight"),
+    ("trainer.cycle_weight = -0.5", "cycle_weight"),
+])
+def test_negative_weights_are_refused(binding, match):
+  with pytest.raises(ValueError, match=match):
+    _trainer(binding)
+
+
+def test_terms_need_an_encoder():
+  with pytest.raises(ValueError, match="needs an encoder"):
+    _trainer("bigbigan.encoder = None",
+             "discriminator.use_score_z = False",
+             "discriminator.use_score_xz = False",
+             "trainer.latent_regression_weight = 1.0")
