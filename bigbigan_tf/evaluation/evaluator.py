@@ -542,6 +542,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
                    pixel_probe_steps: Optional[int] = None,
                    standing_stats_examples: int = 2_500,
                    judge: bool = True,
+                   judge_samples: int = 5000,
                    inversion_samples: int = 1000,
                    memorisation_examples: int = 1000,
                    inverse_fit_steps: int = 0,
@@ -608,8 +609,14 @@ def evaluate_model(model: model_lib.BigBiGAN,
       judge_test_top1, its own held-out accuracy. Skipped, with a logged
       reason, for image folders: a judge is trained for a TFDS dataset and
       cached under its name.
+    judge_samples: with the judge, samples of G for sample_fid_judge (the
+      Fréchet distance of the judge's penultimate features, samples against
+      the held-out images), sample_kid_judge and sample_is_judge (inception
+      score of the judge's class probabilities); 0 skips them.
     inversion_samples: prior samples for inversion_error
-      (‖E(G(z)) − z‖² / mean ‖z − z′‖²; 0 skips it).
+      (‖E(G(z)) − z‖² / mean ‖z − z′‖²; 0 skips it) and for
+      reconstruction_ratio_generated (reconstruction_ratio_real, on the
+      held-out images, is always reported).
     memorisation_examples: images of each split for D's memorisation gap
       (mean s_x on held-out minus on training images; 0 skips it).
     inverse_fit_steps: > 0 trains a fresh encoder of E's architecture on
@@ -701,6 +708,13 @@ def evaluate_model(model: model_lib.BigBiGAN,
     results.update(_reconstruction_scores(
         reconstruct, reconstruction_judge.classify, splits.test_batches(),
         "judge_", pool))
+    if judge_samples:
+      results.update(judge_sample_quality(
+          model, reconstruction_judge, splits.test_batches(), pool,
+          judge_samples, seed))
+  results.update(inversion.reconstruction_ratios(
+      model, model.encoder, splits.test_batches(), pool, inversion_samples,
+      seed))
   if inversion_samples:
     results["inversion_error"] = inversion.inversion_error(
         model, model.encoder, inversion_samples, seed)
@@ -775,6 +789,19 @@ def sample_quality(model, extractor: Callable,
     results["inception_score"] = metrics.inception_score(
         np.concatenate(fake_logits))[0]
   return results
+
+
+def judge_sample_quality(model, judge: judge_lib.Judge, test_batches: Iterable,
+                         pool: Callable, num_samples: int, seed: int = 0
+                        ) -> dict[str, float]:
+  """FID, KID and IS of G's samples with the dataset's judge as the
+  feature extractor, against the held-out images (pooled to G's size)."""
+  real = (_pool_array(pool, images) for images, _ in test_batches)
+  results = sample_quality(model, judge.features_and_logits, real,
+                           num_samples, seed)
+  return {"sample_fid_judge": results["fid"],
+          "sample_kid_judge": results["kid"],
+          "sample_is_judge": results["inception_score"]}
 
 
 def format_results(results: dict[str, float]) -> str:

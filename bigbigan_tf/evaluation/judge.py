@@ -44,6 +44,9 @@ class Judge:
     self.test_top1 = float(test_top1)
     self._predict = tf.function(lambda x: tf.argmax(
         self.network(x, training=False), axis=-1, output_type=tf.int32))
+    # The hidden layer before the logits: the judge's features for FID.
+    self._features_and_logits = tf.function(keras.Model(
+        network.inputs, [network.layers[-2].output, network.outputs[0]]))
 
   @property
   def resolution(self) -> int:
@@ -55,15 +58,30 @@ class Judge:
     Raises:
       ValueError: images of another size than the judge's.
     """
+    images = self._checked(images)
+    return np.concatenate([
+        self._predict(images[i:i + batch_size]).numpy()
+        for i in range(0, len(images), batch_size)])
+
+  def _checked(self, images) -> np.ndarray:
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[1:3] != (self.resolution,
                                                   self.resolution):
       raise ValueError(
           f"The judge classifies [N, {self.resolution}, {self.resolution}, 3] "
           f"images; received shape {images.shape}.")
-    return np.concatenate([
-        self._predict(images[i:i + batch_size]).numpy()
-        for i in range(0, len(images), batch_size)])
+    return images
+
+  def features_and_logits(self, images: np.ndarray, batch_size: int = 250
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The judge's penultimate features [N, d] and logits [N, classes]:
+    a feature extractor for `evaluator.sample_quality` (a FID and inception
+    score on the dataset's own classifier)."""
+    images = self._checked(images)
+    outputs = [self._features_and_logits(images[i:i + batch_size])
+               for i in range(0, len(images), batch_size)]
+    return (np.concatenate([f.numpy() for f, _ in outputs]),
+            np.concatenate([l.numpy() for _, l in outputs]))
 
   def agreement(self, images: np.ndarray, others: np.ndarray) -> float:
     """How often the judge gives images[i] and others[i] the same class."""
