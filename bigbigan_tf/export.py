@@ -6,8 +6,8 @@
   <export_dir>/encoder     E as a TF-Hub Reusable SavedModel
   <export_dir>/generator   G as a TF-Hub Reusable SavedModel
 
-(no encoder/ and no encode/reconstruct signatures for a model without E, the
-StandardGAN ablation). Everything is written into a temporary directory next
+(no encoder/ and no encode/default/reconstruct signatures for a model
+without E, the StandardGAN ablation). Everything is written into a temporary directory next
 to `export_dir` and renamed into place at the end, so a failed export leaves
 no partial directory behind; an existing `export_dir` is refused unless
 `overwrite=True`. The destination must be on a file system that renames
@@ -26,6 +26,9 @@ with a free batch dimension N, images are NHWC in [-1, 1]):
       E's latent distribution, the output the released module's examples
       use; which tensor its `default` was is unverified); avepool_feat
       [N, 2048]; bn_crelu_feat [N, 4096]
+  default(x [N, 256, 256, 3])
+      default [N, 120]  encode's `default` output, alone (the released
+                        module's signature of this name)
   discriminate(x [N, 128, 128, 3], z [N, 120])
       score_x, score_z, score_xz [N]: only the scores the discriminator has.
       A D built without a head (Table 1's unary ablations, StandardGAN) has no
@@ -34,8 +37,13 @@ with a free batch dimension N, images are NHWC in [-1, 1]):
   reconstruct(x [N, 256, 256, 3])
       default [N, 128, 128, 3]  G(z_mean), E's mean latent
       z_mean  [N, 120]          the latent used
-  serving_default = generate (generation is the main use; TF Serving and
-      saved_model_cli look for this name).
+  serving_default = default (the encoder, as in the released module, whose
+      unnamed signature is `default`; TF Serving and saved_model_cli look
+      for the name serving_default). A model without E has neither `default`
+      nor `encode`; its serving_default is `generate`.
+
+`reconstruct` and `serving_default` are this library's additions; the other
+four are the released module's signatures with its input and output names.
 
 Sizes follow the config: generate's z is G's z_dim, encode's x is E's
 resolution, discriminate's x is G's (= D's) resolution, `upsampled` is twice
@@ -93,6 +101,8 @@ GENERATE = "generate"
 ENCODE = "encode"
 DISCRIMINATE = "discriminate"
 RECONSTRUCT = "reconstruct"
+# The released module's `default` signature: x -> encode's `default` output.
+DEFAULT_SIGNATURE = "default"
 SERVING_DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 # Signature input names.
@@ -169,7 +179,8 @@ def _encode_outputs(bigbigan: model_lib.BigBiGAN, x: tf.Tensor,
 def bigbigan_functions(bigbigan: model_lib.BigBiGAN) -> dict[str, Callable]:
   """The inference tf.functions of bigbigan/, by signature name.
 
-  Each has a fixed input signature; `serving_default` is `generate`. Tracing
+  Each has a fixed input signature; `serving_default` is `default` (or
+  `generate` for a model without E, `serving_signature`). Tracing
   them (`get_concrete_function()`) shows the exported interface without
   writing anything.
   """
@@ -198,21 +209,34 @@ def bigbigan_functions(bigbigan: model_lib.BigBiGAN) -> dict[str, Callable]:
                            training=False)
 
   @tf.function(input_signature=[encoder_x_spec], autograph=False)
+  def default(x):
+    outputs = _encode_outputs(bigbigan, _checked(x, encoder_x_spec),
+                              training=False)
+    return {DEFAULT: outputs[DEFAULT]}
+
+  @tf.function(input_signature=[encoder_x_spec], autograph=False)
   def reconstruct(x):
     z_mean = bigbigan.encode(_checked(x, encoder_x_spec),
                              training=False)[common.Z_MEAN]
     return {DEFAULT: bigbigan.generate(z_mean, training=False),
             common.Z_MEAN: z_mean}
 
-  functions.update({ENCODE: encode, RECONSTRUCT: reconstruct})
+  functions.update({ENCODE: encode, DEFAULT_SIGNATURE: default,
+                    RECONSTRUCT: reconstruct})
   return functions
 
 
+def serving_signature(functions: dict[str, Callable]) -> str:
+  """The signature bigbigan/'s serving_default repeats: the encoder's
+  `default`, or `generate` when the model has no E."""
+  return DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in functions else GENERATE
+
+
 def _signatures(functions: dict[str, Callable],
-                default: str) -> dict[str, Callable]:
+                serving: str) -> dict[str, Callable]:
   signatures = {name: function.get_concrete_function()
                 for name, function in functions.items()}
-  signatures[SERVING_DEFAULT] = signatures[default]
+  signatures[SERVING_DEFAULT] = signatures[serving]
   return signatures
 
 
@@ -232,7 +256,7 @@ def bigbigan_module(bigbigan: model_lib.BigBiGAN,
       v for network in networks for v in network.variables)
   saved.trainable_variables = _tf_variables(
       v for network in networks for v in network.trainable_variables)
-  return saved, _signatures(functions, default=GENERATE)
+  return saved, _signatures(functions, serving_signature(functions))
 
 
 def _reusable_module(network, call: Callable, spec: tf.TensorSpec,

@@ -38,18 +38,23 @@ BATCH = 4
 # on CPU they agree exactly, the tolerance leaves room for kernel fusion.
 TOLERANCE = 1e-5
 
-BIGBIGAN_SIGNATURES = {"generate", "encode", "discriminate", "reconstruct",
-                       "serving_default"}
+BIGBIGAN_SIGNATURES = {"generate", "encode", "default", "discriminate",
+                       "reconstruct", "serving_default"}
 
 
 def _f32(shape):
   return ("float32", list(shape))
 
 
-# docs/design.md section 7 for the ResNet-50 module, plus reconstruct and
-# serving_default (= generate): signature -> (inputs, outputs), each
-# name -> (dtype, shape), -1 the batch.
-PAPER_INTERFACE = {
+# Signature -> (inputs, outputs), each name -> (dtype, shape), -1 the batch.
+#
+# RELEASED_INTERFACE: the released TF-Hub module bigbigan-resnet50/1, whose
+# signatures (discriminate, default, encode, generate, with every input and
+# output shape) are listed, as hub.Module reported them, in the comment block
+# "# Hub module info" of the public file
+# models/lasiummamlgan/maml_gan_miniimagenet_biggan.py in the repository
+# siavash-khodadadeh/MetaLearning-TF2.0; docs/design.md section 7.
+RELEASED_INTERFACE = {
     "generate": ({"z": _f32([-1, 120])},
                  {"default": _f32([-1, 128, 128, 3]),
                   "upsampled": _f32([-1, 256, 256, 3])}),
@@ -58,14 +63,22 @@ PAPER_INTERFACE = {
                 "z_sample": _f32([-1, 120]), "default": _f32([-1, 120]),
                 "avepool_feat": _f32([-1, 2048]),
                 "bn_crelu_feat": _f32([-1, 4096])}),
+    "default": ({"x": _f32([-1, 256, 256, 3])},
+                {"default": _f32([-1, 120])}),
     "discriminate": ({"x": _f32([-1, 128, 128, 3]), "z": _f32([-1, 120])},
                      {"score_x": _f32([-1]), "score_z": _f32([-1]),
                       "score_xz": _f32([-1])}),
+}
+# Not part of the released interface: this library's additions.
+# serving_default repeats `default` (the encoder).
+LIBRARY_ADDITIONS = {
     "reconstruct": ({"x": _f32([-1, 256, 256, 3])},
                     {"default": _f32([-1, 128, 128, 3]),
                      "z_mean": _f32([-1, 120])}),
+    "serving_default": RELEASED_INTERFACE["default"],
 }
-PAPER_INTERFACE["serving_default"] = PAPER_INTERFACE["generate"]
+# What the export of gin/paper_resnet50.gin must have, no more.
+PAPER_INTERFACE = {**RELEASED_INTERFACE, **LIBRARY_ADDITIONS}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +147,9 @@ def test_layout_and_smoke_interface(exported):
       {"z": _f32([-1, z_dim])},
       {"default": _f32([-1, res, res, 3]),
        "upsampled": _f32([-1, 2 * res, 2 * res, 3])})
-  assert interface["serving_default"] == interface["generate"]
+  assert interface["default"] == ({"x": _f32([-1, res, res, 3])},
+                                  {"default": _f32([-1, z_dim])})
+  assert interface["serving_default"] == interface["default"]
   assert interface["encode"][1]["bn_crelu_feat"] == _f32([-1, 2 * 128])
   assert set(interface["encode"][1]) == set(export.ENCODE_KEYS)
   assert interface["discriminate"][0] == {"x": _f32([-1, res, res, 3]),
@@ -184,9 +199,6 @@ def test_signatures_equal_live_model(smoke_model, exported):
   assert generated["upsampled"].shape == (BATCH, 64, 64, 3)
   _close(tf.nn.avg_pool2d(generated["upsampled"], 2, 2, "VALID"),
          generated["default"])
-  for key, value in signatures["serving_default"](z=z).items():
-    _close(value, generated[key])
-
   encoded = signatures["encode"](x=x)
   live = smoke_model.encode(x, training=False)
   for key in (common.Z_MEAN, common.Z_STDEV, common.AVEPOOL_FEAT,
@@ -197,6 +209,14 @@ def test_signatures_equal_live_model(smoke_model, exported):
   eps = ((encoded[common.Z_SAMPLE] - encoded[common.Z_MEAN]) /
          encoded[common.Z_STDEV]).numpy()
   assert 0.5 < eps.std() < 1.5 and abs(eps.mean()) < 0.5
+  # `default` (and serving_default, the same signature) returns encode's
+  # `default` alone: a draw of its own, z_mean + eps * z_stdev.
+  for name in ("default", "serving_default"):
+    outputs = signatures[name](x=x)
+    assert list(outputs) == ["default"]
+    eps = ((outputs["default"] - live[common.Z_MEAN]) /
+           live[common.Z_STDEV]).numpy()
+    assert 0.5 < eps.std() < 1.5 and abs(eps.mean()) < 0.5
 
   x_d = _images(seed=1)
   scores = signatures["discriminate"](x=x_d, z=z)
@@ -214,6 +234,24 @@ def test_signatures_equal_live_model(smoke_model, exported):
   # The same functions as attributes (what TFSMLayer calls).
   _close(loaded.encode(x)[common.AVEPOOL_FEAT], live[common.AVEPOOL_FEAT])
   _close(loaded.generate(z)["default"], live_images)
+
+
+def test_default_signature_is_encodes_default_output():
+  """With a deterministic latent, encode's `default` has no noise, so the
+  `default` signature must return exactly the same values."""
+  bigbigan = export.model_to_export(
+      gin_files=[SMOKE_GIN],
+      gin_bindings=['encoder.latent_mode = "deterministic"'])
+  functions = export.bigbigan_functions(bigbigan)
+  x = _images()
+  outputs = functions["default"](x)
+  assert list(outputs) == ["default"]
+  np.testing.assert_array_equal(outputs["default"],
+                                functions["encode"](x)["default"])
+  np.testing.assert_array_equal(
+      outputs["default"], bigbigan.encode(x, training=False)[common.Z_MEAN])
+  _, signatures = export.bigbigan_module(bigbigan, functions)
+  assert signatures["serving_default"] is signatures["default"]
 
 
 def test_discriminator_without_heads_omits_their_scores():
@@ -412,8 +450,9 @@ def test_standard_gan_has_no_encoder_parts(smoke_model, tmp_path,
                                            fake_saving):
   standard_gan = copy.copy(smoke_model)
   standard_gan.encoder = None
-  assert set(export.bigbigan_functions(standard_gan)) == {"generate",
-                                                          "discriminate"}
+  functions = export.bigbigan_functions(standard_gan)
+  assert set(functions) == {"generate", "discriminate"}
+  assert export.serving_signature(functions) == "generate"
   paths = export.export_modules(standard_gan, str(tmp_path / "export"))
   assert set(paths) == {"bigbigan", "generator"}
   assert len(fake_saving) == 2
