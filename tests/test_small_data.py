@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bigbigan_tf import actions
 from bigbigan_tf import config
+from bigbigan_tf import losses
 from bigbigan_tf import training
 from bigbigan_tf.layers import diff_augment
 from bigbigan_tf.networks import common
@@ -131,14 +133,32 @@ def test_trainer_augments_only_what_d_sees():
     _one_step_metrics(["trainer.augment_policy = ('blur',)"])
 
 
-def test_step_reports_hinge_activity_and_latent_gradient_split():
+def test_step_reports_hinge_activity_and_latent_gradient_split(monkeypatch):
+  # D's scores in the step's one D update, as the trainer passes them on.
+  seen = []
+  hinge_activity = losses.hinge_activity
+
+  def recording(encoder_scores, generator_scores):
+    seen.append({"encoder": {k: v.numpy() for k, v in encoder_scores.items()},
+                 "generator": {k: v.numpy()
+                               for k, v in generator_scores.items()}})
+    return hinge_activity(encoder_scores, generator_scores)
+
+  monkeypatch.setattr(losses, "hinge_activity", recording)
   metrics = _one_step_metrics(["trainer.gradient_diagnostics = True"])
-  for pair in ("encoder", "generator"):
+  (scores,) = seen  # d_steps = 1.
+  # D's hinge loss max(0, 1 - y s) is active where y s < 1: y = +1 for
+  # encoder pairs (real), -1 for generator pairs; the metric is the share
+  # of the batch of 8.
+  for pair, sign in (("encoder", 1.0), ("generator", -1.0)):
     for score in common.SCORE_KEYS:
-      assert 0.0 <= metrics[f"hinge_active/{pair}_{score}"] <= 1.0
+      values = scores[pair][score]
+      assert values.shape == (8,)
+      assert metrics[f"hinge_active/{pair}_{score}"] == (
+          np.sum(sign * values < 1.0) / 8)
   assert metrics["grad_sq/z_hat_score_z"] > 0
   assert metrics["grad_sq/z_hat_score_xz"] > 0
-  assert training.gradient_shares({"grad_sq/z_hat_score_xz": 9.0,
+  assert actions.gradient_shares({"grad_sq/z_hat_score_xz": 9.0,
                                    "grad_sq/z_hat_score_z": 1.0}) == {
                                        "grad_share/z_hat_from_score_xz": 0.75}
-  assert training.gradient_shares({"loss/d": 1.0}) == {}
+  assert actions.gradient_shares({"loss/d": 1.0}) == {}
