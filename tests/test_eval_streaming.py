@@ -199,7 +199,7 @@ def test_extraction_writes_every_row_and_matches_encoder_features(
 
 @pytest.mark.slow
 def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
-                                                         tmp_path):
+                                                         data_dir, tmp_path):
   kwargs = dict(dataset="mnist5k", probe_steps=30, knn_k=5,
                 random_encoder_baseline=True)
   in_memory = evaluate.evaluate_model(smoke_model, **kwargs)
@@ -207,16 +207,29 @@ def test_streamed_evaluation_gives_the_in_memory_figures(smoke_model,
   streamed = evaluate.evaluate_model(smoke_model, feature_dir=str(feature_dir),
                                      **kwargs)
   assert streamed.keys() == in_memory.keys()
-  size = smoke_model.encoder_resolution
-  width = smoke_model.encoder(tf.zeros([2, size, size, 3]))[
-      common.AVEPOOL_FEAT].shape[1]
+  # The random encoder's weights come from evaluation.seed alone, so its
+  # figures are the same in both calls too.
   for key, value in in_memory.items():
-    if key == "random_encoder_feature_effective_rank":
-      assert 1.0 <= streamed[key] <= width, key
-    elif key.startswith("random_encoder_"):  # A fresh random encoder each call.
-      assert 0.0 <= streamed[key] <= 1.0, key
-    else:
-      assert streamed[key] == pytest.approx(value, abs=1e-6), key
+    assert streamed[key] == pytest.approx(value, abs=1e-6), key
+
+  # The baseline is E's architecture with the weights of seed 0, standing
+  # statistics from the training images (150 here, one batch), probed like E.
+  size = smoke_model.encoder_resolution
+  (train_x, train_y), (test_x, test_y) = (
+      data.load_arrays("mnist5k", split, size, data_dir=data_dir)
+      for split in ("train", "test"))
+  fresh = common.clone(smoke_model.encoder, seed=0)
+  evaluate.standing_statistics(fresh, [(train_x, train_y)])
+  train_f, test_f = (evaluate.encoder_features(fresh, x)
+                     for x in (train_x, test_x))
+  assert in_memory["random_encoder_feature_effective_rank"] == (
+      probe.effective_rank(train_f))
+  for feature_type in ("avepool", "bn_crelu"):
+    result = probe.linear_probe(train_f, train_y, test_f, test_y,
+                                feature_type=feature_type, num_steps=30)
+    prefix = f"random_encoder_linear_probe_{feature_type}"
+    assert in_memory[f"{prefix}_top1"] == result.top1
+    assert in_memory[f"{prefix}_top5"] == result.top5
   assert sorted(os.listdir(feature_dir)) == [
       "encoder_test", "encoder_train", "encoder_z_mean_test",
       "encoder_z_mean_train", "pixels_test", "pixels_train",
