@@ -11,7 +11,6 @@ from absl import flags
 import gin
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from bigbigan_tf import config
 from bigbigan_tf import data
