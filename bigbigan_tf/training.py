@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -31,77 +30,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigbigan_tf import bindings
+from bigbigan_tf import actions
 from bigbigan_tf import checkpoints
 from bigbigan_tf import data
 from bigbigan_tf import distribute
 from bigbigan_tf import layers
 from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
-from bigbigan_tf.evaluation import evaluator
-from bigbigan_tf.evaluation import images as image_lib
+from bigbigan_tf import optimizers
 from bigbigan_tf.layers import diff_augment
-from bigbigan_tf.layers import spectral_norm
 from bigbigan_tf.networks import common
 
 LEARNING_RATE_DECAYS = ("constant", "linear")
-
-
-class FusedAdam(keras.optimizers.Adam):
-  """Keras' Adam, each variable's update one fused op (ResourceApplyAdam).
-
-  The same update and state (the momentum and velocity variables Keras'
-  Adam keeps, so checkpoints are interchangeable): m += (g - m)(1 - b1),
-  v += (g^2 - v)(1 - b2), w -= lr sqrt(1 - b2^t) / (1 - b1^t) m /
-  (sqrt(v) + eps). One op instead of about twenty per variable keeps the
-  traced step small, which shortens tracing and XLA compilation.
-  """
-
-  def update_step(self, gradient, variable, learning_rate):
-    if self.amsgrad:
-      return super().update_step(gradient, variable, learning_rate)
-    self._apply_adam(gradient, variable,
-                     self._step_scalars(variable.dtype, learning_rate))
-
-  def _distributed_tf_update_step(self, distribution, grads_and_vars,
-                                  learning_rate):
-    """All variables' updates, sharing one set of step scalars per dtype.
-
-    Keras' TensorFlow optimizer calls this once per `apply` (in cross-replica
-    context under a strategy); the scalars (learning rate, beta powers, ...)
-    are the same for every variable, so they are made once instead of once
-    per variable (about 15 ops each, 145 variables at smoke size).
-    """
-    if self.amsgrad:
-      return super()._distributed_tf_update_step(distribution, grads_and_vars,
-                                                 learning_rate)
-    scalars = {}
-
-    def update(variable, gradient):
-      if variable.dtype not in scalars:
-        scalars[variable.dtype] = self._step_scalars(variable.dtype,
-                                                     learning_rate)
-      self._apply_adam(gradient, variable, scalars[variable.dtype])
-
-    for gradient, variable in grads_and_vars:
-      distribution.extended.update(variable, update, args=(gradient,),
-                                   group=False)
-
-  def _step_scalars(self, dtype, learning_rate) -> dict[str, tf.Tensor]:
-    step = tf.cast(self.iterations + 1, dtype)
-    beta1 = tf.cast(self.beta_1, dtype)
-    beta2 = tf.cast(self.beta_2, dtype)
-    return dict(beta1_power=tf.pow(beta1, step), beta2_power=tf.pow(beta2, step),
-                lr=tf.cast(learning_rate, dtype), beta1=beta1, beta2=beta2,
-                epsilon=tf.cast(self.epsilon, dtype))
-
-  def _apply_adam(self, gradient, variable, scalars: dict) -> None:
-    index = self._get_variable_index(variable)
-    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
-    tf.raw_ops.ResourceApplyAdam(
-        var=handle(variable), m=handle(self._momentums[index]),
-        v=handle(self._velocities[index]),
-        grad=tf.cast(gradient, variable.dtype), use_locking=False, **scalars)
+# Kept here too: checkpoints and tests name the optimiser by this path.
+FusedAdam = optimizers.FusedAdam
 
 
 class NonFiniteLossError(RuntimeError):
@@ -131,7 +73,9 @@ class Trainer:
       stays at its configured value until `decay_start_step`, then falls
       linearly to zero at `decay_end_step` (and stays there).
     decay_start_step, decay_end_step: the linear decay's range.
-    jit_compile: XLA-compile the per-replica step (always on TPU).
+    jit_compile: XLA-compile the per-replica step where the strategy does
+      not compile it itself (on a TPU the whole replicated step is one XLA
+      program anyway, so this is ignored there).
     seed: base of every stateless latent seed.
     augment_policy: differentiable augmentation of every image D sees (real
       and generated, in D's and E+G's updates; E encodes the clean x), from
@@ -211,46 +155,60 @@ class Trainer:
     self.decay_end_step = decay_end_step
     self.ema_decay = ema_decay
     self.ema_start_step = ema_start_step
-    self.jit_compile = jit_compile or distribute.is_tpu(strategy)
+    self.jit_compile = bool(jit_compile) and not distribute.is_tpu(strategy)
     self.seed = seed
     self.augment_policy = diff_augment.check_policy(augment_policy)
     self.gradient_diagnostics = gradient_diagnostics
     self.latent_regression_weight = float(latent_regression_weight)
     self.cycle_weight = float(cycle_weight)
+    self._metric_keys = self.metric_keys()
     with strategy.scope():
+      # Replica-identical: every replica counts its own copy inside the step.
       self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                     name="global_step")
-      self.first_bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
-                                        name="first_bad_step")
+                                     name="global_step",
+                                     aggregation=tf.VariableAggregation.NONE)
+      # Per replica: the first step with a non-finite metric (-1: none);
+      # the host takes the earliest over replicas (first_bad_step_value).
+      self.first_bad_step = tf.Variable(
+          -1, dtype=tf.int64, trainable=False, name="first_bad_step",
+          aggregation=tf.VariableAggregation.NONE)
+      # Per replica: the sums of the step metrics since the loop started;
+      # read once per loop, summed over replicas.
+      self._metric_sums = tf.Variable(
+          tf.zeros([len(self._metric_keys)]), trainable=False,
+          name="metric_sums",
+          synchronization=tf.VariableSynchronization.ON_READ,
+          aggregation=tf.VariableAggregation.SUM)
       self.optimizers = {}
       for role, network in model.networks().items():
-        optimizer = FusedAdam(self.learning_rates[role], beta_1=beta1,
+        optimizer = FusedAdam(self._scheduled_rate(role), beta_1=beta1,
                               beta_2=beta2, name=f"{role}_adam")
         optimizer.build(network.trainable_variables)
         self.optimizers[role] = optimizer
-      # EMA copies of G and E: same architecture, weights tracked below.
+      # EMA copies of G and E: same architecture, weights copied below.
       self.ema = {role: common.clone(model.networks()[role])
                   for role in ("generator", "encoder")
                   if role in model.networks()}
-      for role, copy in self.ema.items():
-        for dst, src in zip(copy.weights, model.networks()[role].weights):
-          dst.assign(src)
     # The EMA copies use the live power-iteration state u of spectral norm
     # (an estimate for W that suits the slowly moving EMA of W as well).
     self._power_iteration_pairs = [
         (ema_layer.sn_u, live_layer.sn_u)
         for role, copy in self.ema.items()
         for ema_layer, live_layer in zip(
-            _spectral_norm_layers(copy),
-            _spectral_norm_layers(model.networks()[role]))]
+            layers.spectral_norm_layers(copy),
+            layers.spectral_norm_layers(model.networks()[role]))]
     # The networks use no tensor-dependent Python control flow: tracing
     # without autograph's conversion is faster and gives the same graph.
     self._replica_step = tf.function(self._replica_step_impl,
                                      jit_compile=self.jit_compile,
                                      autograph=False)
     self.train_loop = tf.function(self._train_loop_impl)
-    self._standing_step = tf.function(self._standing_step_impl,
-                                      autograph=False)
+    self._standing_statistics = tf.function(self._standing_statistics_impl)
+    self._image_arrays = tf.function(self._image_arrays_impl, autograph=False)
+    # One compiled copy of every live weight into its EMA copy (on a TPU,
+    # one program instead of one per variable).
+    tf.function(lambda: strategy.run(self._copy_live_to_ema),
+                autograph=False)()
 
   def step(self) -> int:
     """The global step, read on the host."""
@@ -265,18 +223,25 @@ class Trainer:
     end = float(self.decay_end_step)
     return tf.clip_by_value((end - step) / (end - start), 0.0, 1.0)
 
-  def apply_configured_learning_rates(self, step) -> None:
-    """Sets the optimisers' rates from the config and the decay at `step`.
-    The train step calls it before every update, so the config, not rates
-    restored from a checkpoint, decides the rates a resumed run uses."""
-    factor = self.learning_rate_factor(step)
-    for role, optimizer in self.optimizers.items():
-      optimizer.learning_rate.assign(self.learning_rates[role] * factor)
+  def _scheduled_rate(self, role: str):
+    """`role`'s learning rate as a function of the global step (read by the
+    optimiser at every update, inside the replica step): the configured
+    rate times the decay, so a resumed run uses the configured rates."""
+    rate = self.learning_rates[role]
+    return lambda: rate * self.learning_rate_factor(self.global_step)
 
   def current_learning_rates(self) -> dict[str, float]:
     """The rates the optimisers use now, read on the host."""
-    return {role: float(optimizer.learning_rate.numpy())
+    return {role: float(optimizer.learning_rate)
             for role, optimizer in self.optimizers.items()}
+
+  def first_bad_step_value(self) -> int:
+    """The earliest step with a non-finite metric on any local replica, or
+    -1 (read on the host)."""
+    steps = [int(v) for v in self.strategy.experimental_local_results(
+        self.first_bad_step)]
+    bad = [s for s in steps if s >= 0]
+    return min(bad) if bad else -1
 
   def metric_keys(self) -> list[str]:
     """Names of the metrics one outer step returns."""
@@ -399,7 +364,7 @@ class Trainer:
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
     grads = tape.gradient(loss, variables)
-    self.optimizers["discriminator"].apply_gradients(zip(grads, variables))
+    self.optimizers["discriminator"].apply_in_replica(grads, variables)
     metrics = {"loss/d": loss}
     metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
     metrics.update({f"hinge_active/{k}": self._mean(v)
@@ -438,7 +403,7 @@ class Trainer:
             tf.square(tf.cast(per_example, tf.float32)), axis=1))
       del tape
     for role in roles:
-      self.optimizers[role].apply_gradients(zip(grads[role], variables[role]))
+      self.optimizers[role].apply_in_replica(grads[role], variables[role])
     metrics["loss/eg"] = loss
     metrics.update({f"loss_terms/{k}": self._mean(v) for k, v in terms.items()})
     for pair, scores in (("encoder", encoder_scores),
@@ -474,7 +439,14 @@ class Trainer:
           tf.reduce_mean(error, axis=[1, 2, 3])))
     return terms
 
-  def _replica_step_impl(self, batches, step):
+  def _replica_step_impl(self, batches):
+    """One outer step on this replica: d_steps D updates, one E+G update,
+    then the step's bookkeeping. Every variable write of the step is here,
+    in replica context: optimiser updates (all-reduced gradients, local
+    apply), BN statistics and power-iteration state (replica-identical,
+    local), the EMA copies, the global step, the non-finite flag and the
+    metric sums. On a TPU this is the whole per-step program."""
+    step = self.global_step.read_value()
     metrics = {}
     for k in range(self.d_steps):
       for key, value in self._d_update(batches[k][data.IMAGE], step,
@@ -487,10 +459,22 @@ class Trainer:
           metrics[key] = value
     metrics.update(self._eg_update(batches[-1][data.IMAGE], step,
                                    self.d_steps))
-    return metrics
+    values = tf.stack([tf.cast(metrics[k], tf.float32)
+                       for k in self._metric_keys])
+    finite = tf.reduce_all(tf.math.is_finite(values))
+    self.first_bad_step.assign(tf.where(
+        tf.logical_and(tf.logical_not(finite), self.first_bad_step < 0),
+        step, self.first_bad_step))
+    self._metric_sums.assign_add(values)
+    self.global_step.assign(step + 1)
+    self._update_ema(step + 1)
 
-  def _update_ema(self):
-    step = self.global_step
+  def _update_ema(self, step=None):
+    """EMA = decay * EMA + (1 - decay) * live for G's and E's trainable
+    weights (decay 0 before ema_start_step), then the live power-iteration
+    state u into the copies. In the step: in replica context, each
+    replica's own copies; eagerly (one device): directly."""
+    step = self.global_step if step is None else step
     decay = tf.where(step < self.ema_start_step, 0.0, self.ema_decay)
     for role, copy in self.ema.items():
       live = self.model.networks()[role]
@@ -503,58 +487,72 @@ class Trainer:
     for dst, src in self._power_iteration_pairs:
       dst.assign(src)
 
+  def _copy_live_to_ema(self):
+    for role, copy in self.ema.items():
+      for dst, src in zip(copy.weights, self.model.networks()[role].weights):
+        dst.assign(src)
+
   def _one_step(self, iterator):
     batches = tuple(next(iterator) for _ in range(self.d_steps + 1))
-    step = self.global_step.read_value()
-    self.apply_configured_learning_rates(step)
-    per_replica = self.strategy.run(self._replica_step, args=(batches, step))
-    metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
-                                       axis=None)
-               for k, v in per_replica.items()}
-    finite = tf.reduce_all([tf.math.is_finite(v) for v in metrics.values()])
-    self.first_bad_step.assign(tf.where(
-        tf.logical_and(tf.logical_not(finite), self.first_bad_step < 0),
-        step, self.first_bad_step))
-    self.global_step.assign_add(1)
-    self._update_ema()
-    return metrics
+    self.strategy.run(self._replica_step, args=(batches,))
 
   def _train_loop_impl(self, iterator, num_steps):
-    """Runs `num_steps` outer steps; returns each metric's mean over them."""
-    totals = {k: tf.constant(0.0) for k in self.metric_keys()}
+    """Runs `num_steps` outer steps; returns each metric's mean over them.
+
+    The loop holds the input and the replicated step, nothing else; the
+    metric sums are reset before it and reduced over replicas once after.
+    """
+    self._metric_sums.assign(tf.zeros_like(self._metric_sums))
     for _ in tf.range(num_steps):
-      metrics = self._one_step(iterator)
-      totals = {k: totals[k] + metrics[k] for k in totals}
+      self._one_step(iterator)
+    totals = tf.unstack(self._metric_sums.read_value(),
+                        num=len(self._metric_keys))
     count = tf.cast(tf.maximum(num_steps, 1), tf.float32)
-    return {k: total / count for k, total in totals.items()}
+    return {k: total / count for k, total in zip(self._metric_keys, totals)}
 
-  # -- standing statistics -----------------------------------------------------
+  # -- host actions' compiled parts ------------------------------------------
   def standing_statistics(self, iterator: Iterator, num_batches: int) -> None:
-    """Recomputes the EMA copies' BN statistics on `num_batches` batches."""
+    """Recomputes the EMA copies' BN statistics on `num_batches` batches:
+    one compiled function (resets, forward passes, power-iteration state)."""
+    self._standing_statistics(iterator, tf.constant(num_batches, tf.int64))
+
+  def _standing_statistics_impl(self, iterator, num_batches):
     copies = list(self.ema.values())
-    with layers.accumulating_standing_stats(*copies):
-      for k in range(num_batches):
-        self._standing_step(next(iterator)[data.IMAGE],
-                            tf.constant(k, tf.int64))
+    self.strategy.run(lambda: layers.reset_standing_statistics(*copies))
+    with layers.standing_statistics_mode(*copies):
+      for k in tf.range(num_batches):
+        self.strategy.run(self._standing_pass,
+                          args=(next(iterator)[data.IMAGE], k))
     # Training-mode calls ran power iterations on the copies: undo them.
-    self._copy_power_iteration_state()
+    self.strategy.run(self._copy_power_iteration_state)
 
-  def _standing_step_impl(self, x, k):
-    """One training-mode pass of the EMA copies (traced once, reused)."""
+  def _standing_pass(self, x, k):
+    """One training-mode pass of the EMA copies on this replica's batch."""
+    z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
+    self.ema["generator"](z, training=True)
+    if "encoder" in self.ema:
+      self.ema["encoder"](x, training=True)
 
-    def replica_fn(x, k):
-      z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
-      self.ema["generator"](z, training=True)
-      if "encoder" in self.ema:
-        self.ema["encoder"](x, training=True)
+  def image_arrays(self, z, x) -> dict[str, np.ndarray]:
+    """The EMA networks' samples G(z) and, with an encoder, x pooled to G's
+    size and its reconstructions G(E(x)): one compiled call on the
+    strategy (the first replica's results)."""
+    outputs = self._image_arrays(tf.convert_to_tensor(z),
+                                 tf.convert_to_tensor(x))
+    return {k: self.strategy.experimental_local_results(v)[0].numpy()
+            for k, v in outputs.items()}
 
-    self.strategy.run(replica_fn, args=(x, k))
+  def _image_arrays_impl(self, z, x):
+    ema = self.ema_model()
 
+    def replica_fn(z, x):
+      outputs = {"samples": ema.generate(z, training=False)}
+      if ema.encoder is not None:
+        outputs["real"] = ema.pool_for_discriminator(x)
+        outputs["reconstructions"] = ema.reconstruct(x, training=False)
+      return outputs
 
-def _spectral_norm_layers(network: keras.Model) -> list:
-  return [layer for layer in network._flatten_layers(include_self=False)  # pylint: disable=protected-access
-          if isinstance(layer, spectral_norm.SpectralNormMixin)
-          and layer.use_spectral_norm]
+    return self.strategy.run(replica_fn, args=(z, x))
 
 
 @contextlib.contextmanager
@@ -567,61 +565,6 @@ def _precision_policy(mixed_precision: bool) -> Iterator[None]:
     yield
   finally:
     keras.mixed_precision.set_global_policy(previous)
-
-
-@contextlib.contextmanager
-def _sigterm_flag() -> Iterator[list]:
-  """A list that gets an entry when SIGTERM arrives (a preempted TPU VM)."""
-  received = []
-  try:
-    previous = signal.signal(
-        signal.SIGTERM, lambda signum, frame: received.append(signum))
-  except ValueError:  # Not the main thread: no preemption handling.
-    previous = None
-  try:
-    yield received
-  finally:
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
-
-
-class _Progress:
-  """Steps per second since the start, images per second of the last loop,
-  and the ETA, for the log line after every inner loop."""
-
-  def __init__(self, trainer: Trainer, train_steps: int):
-    self._trainer = trainer
-    self._train_steps = train_steps
-    self._start_step = trainer.step()
-    self._start_time = time.time()
-
-  def report(self, metrics: dict, num_steps: int, seconds: float) -> float:
-    """Logs one line; returns the loop's images per second."""
-    trainer = self._trainer
-    step = trainer.step()
-    images_per_second = (num_steps * trainer.global_batch_size
-                         * (trainer.d_steps + 1) / seconds)
-    rate = (step - self._start_step) / (time.time() - self._start_time)
-    eta = (self._train_steps - step) / max(rate, 1e-9)
-    logging.info("step %d/%d | %.1f steps/s | %.0f img/s | loss_d %.3f | "
-                 "loss_eg %.3f | ETA %s", step, self._train_steps, rate,
-                 images_per_second, metrics["loss/d"], metrics["loss/eg"],
-                 time.strftime("%H:%M:%S", time.gmtime(eta)))
-    return images_per_second
-
-
-def gradient_shares(metrics: dict[str, float]) -> dict[str, float]:
-  """The share of E's latent gradient that comes from s_xz rather than s_z:
-  |dL/dz_hat from s_xz| / (|... from s_xz| + |... from s_z|), from the
-  per-example squared norms a step reports (0.5 when both are equal; near 0
-  when the joint term gives E almost no signal)."""
-  xz = metrics.get(f"grad_sq/z_hat_{common.SCORE_XZ}")
-  z = metrics.get(f"grad_sq/z_hat_{common.SCORE_Z}")
-  if xz is None or z is None:
-    return {}
-  total = np.sqrt(xz) + np.sqrt(z)
-  return {"grad_share/z_hat_from_score_xz":
-              float(np.sqrt(xz) / total) if total > 0 else 0.5}
 
 
 def _restore_or_start(checkpoint: tf.train.Checkpoint,
@@ -649,8 +592,8 @@ def _inner_loop(trainer: Trainer, iterator: Iterator, num_steps: int,
   """
   outputs = trainer.train_loop(iterator, tf.constant(num_steps))
   metrics = {k: float(v) for k, v in outputs.items()}
-  metrics.update(gradient_shares(metrics))
-  bad = int(trainer.first_bad_step)
+  metrics.update(actions.gradient_shares(metrics))
+  bad = trainer.first_bad_step_value()
   if bad >= 0:
     raise NonFiniteLossError(
         f"Non-finite loss at step {bad}; training stopped without "
@@ -716,7 +659,7 @@ def train(model_dir: str,
     with tf.io.gfile.GFile(
         os.path.join(model_dir, checkpoints.CONFIG_FILE), "w") as f:
       f.write(gin.config_str())
-    _write_class_index(model_dir, dataset_split)
+    actions.write_class_index(model_dir, dataset_split)
 
     make_iterator = lambda data_seed: iter(data.distributed_dataset(
         strategy, batch_size, split=dataset_split,
@@ -731,12 +674,12 @@ def train(model_dir: str,
 
     writer = tf.summary.create_file_writer(model_dir)
     standing_iterator = make_iterator(seed + 1)
-    fixed = _fixed_inputs(model, seed, dataset_split)
-    progress = _Progress(trainer, train_steps)
+    fixed = actions.fixed_inputs(model, seed, dataset_split)
+    progress = actions.Progress(trainer, train_steps)
     metrics: dict[str, float] = {}
     wrote_config = False
     try:
-      with _sigterm_flag() as preempted:
+      with actions.sigterm_flag() as preempted:
         while trainer.step() < train_steps and not preempted:
           num = min(steps_per_loop, train_steps - trainer.step())
           loop_start = time.time()
@@ -745,17 +688,17 @@ def train(model_dir: str,
               metrics, num, time.time() - loop_start)
           step = trainer.step()
           # Actions between inner loops.
-          _write_scalars(writer, trainer, metrics, step)
+          actions.write_scalars(writer, trainer, metrics, step)
           if not wrote_config:
-            _write_operative_config(writer, model_dir, step)
+            actions.write_operative_config(writer, model_dir, step)
             wrote_config = True
           due = lambda every: step % every < num or step >= train_steps
           if due(image_every):
             trainer.standing_statistics(standing_iterator,
                                         standing_stats_batches)
-            _write_images(writer, trainer, fixed, model_dir, step)
+            actions.write_images(writer, trainer, fixed, model_dir, step)
           if eval_every and due(eval_every):
-            _evaluate_live(writer, trainer, step)
+            actions.evaluate_live(writer, trainer, step)
           if due(checkpoint_every):
             manager.save(checkpoint_number=step)
         if preempted:
@@ -766,84 +709,3 @@ def train(model_dir: str,
   return metrics
 
 
-def _write_class_index(model_dir: str, split: str) -> None:
-  """model_dir/classes.json for a run on an image folder: its classes in
-  index order, images per class, files skipped (data.image_dir)."""
-  if bindings.bound_value("make_dataset.name") != data.IMAGE_DIR:
-    return
-  image_dir = bindings.bound_value("make_dataset.image_dir")
-  if image_dir is None:  # make_dataset names what is missing.
-    return
-  checkpoints.write_json(
-      os.path.join(model_dir, checkpoints.CLASSES_FILE),
-      data.folder_record(
-          image_dir, split,
-          bindings.bound_value("make_dataset.validation_fraction"),
-          what="make_dataset.image_dir"))
-
-
-def _fixed_inputs(model: model_lib.BigBiGAN, seed: int, split: str) -> dict:
-  """Fixed z and real images for the image grids."""
-  z = model.prior.sample(64, seed=tf.constant([seed, 987654321], tf.int64))
-  batch = next(iter(data.make_dataset(
-      split=split, resolution=model.encoder_resolution, batch_size=16,
-      training=False)))
-  return {"z": z, "x": batch[data.IMAGE]}
-
-
-def _write_scalars(writer, trainer: Trainer, metrics: dict, step: int) -> None:
-  with writer.as_default(step=step):
-    for key, value in metrics.items():
-      tf.summary.scalar(key, value)
-    for role, rate in trainer.current_learning_rates().items():
-      tf.summary.scalar(f"learning_rate/{role}", rate)
-
-
-def _write_operative_config(writer, model_dir: str, step: int) -> None:
-  text = gin.operative_config_str()
-  with tf.io.gfile.GFile(
-      os.path.join(model_dir, checkpoints.OPERATIVE_CONFIG_FILE), "w") as f:
-    f.write(text)
-  with writer.as_default(step=step):
-    tf.summary.text("operative_config", text)
-
-
-def _evaluate_live(writer, trainer: Trainer, step: int) -> None:
-  """The gin-bound evaluation of the live networks, as summaries."""
-  results = evaluator.evaluate_model(trainer.model,
-                                     random_encoder_baseline=False)
-  with writer.as_default(step=step):
-    for key, value in results.items():
-      tf.summary.scalar(f"eval/{key}", value)
-  logging.info("step %d evaluation: %s", step, results)
-
-
-def _is_grayscale(images: np.ndarray) -> bool:
-  """Whether a batch of RGB images has three equal channels."""
-  return bool(np.all(images[..., :1] == images[..., 1:]))
-
-
-def _write_images(writer, trainer: Trainer, fixed: dict, model_dir: str,
-                  step: int) -> None:
-  """Samples, reconstructions and E's first-layer filters (EMA weights),
-  magnified so that a cell is at least 128 pixels wide."""
-  ema = trainer.ema_model()
-  zoom = image_lib.display_zoom(ema.resolution)
-  grids = {"samples": image_lib.image_grid(
-      ema.generate(fixed["z"], training=False).numpy(), zoom=zoom)}
-  if ema.encoder is not None:
-    x = fixed["x"]
-    reconstructions = ema.reconstruct(x, training=False)
-    grids["reconstructions"] = image_lib.reconstruction_grid(
-        ema.pool_for_discriminator(x).numpy(), reconstructions.numpy(),
-        zoom=zoom)
-    kernel = ema.encoder.stem_conv.kernel.numpy()
-    grids["encoder_filters"] = image_lib.conv_filter_grid(
-        kernel, grayscale=_is_grayscale(np.asarray(x)))
-  image_dir = os.path.join(model_dir, checkpoints.IMAGE_DIR)
-  tf.io.gfile.makedirs(image_dir)
-  with writer.as_default(step=step):
-    for name, grid in grids.items():
-      tf.summary.image(name, grid[None])
-      image_lib.write_png(os.path.join(image_dir, f"{name}_{step:08d}.png"),
-                          grid)

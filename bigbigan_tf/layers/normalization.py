@@ -90,17 +90,18 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     self._build_moving_statistics(channels)
 
   def _build_moving_statistics(self, channels: int) -> None:
-    # Replicas hold identical statistics after the all-reduce, so "mean"
-    # aggregation is exact and allows assignment in replica context.
+    # Replicas hold identical statistics (the moments are all-reduced), so
+    # each replica updates its own copy (aggregation NONE): no cross-replica
+    # traffic in the step; on a TPU, a raw assign inside the program.
     self.moving_mean = self.add_weight(
         name="moving_mean", shape=(channels,), initializer="zeros",
-        trainable=False, aggregation="mean", autocast=False)
+        trainable=False, aggregation="none", autocast=False)
     self.moving_variance = self.add_weight(
         name="moving_variance", shape=(channels,), initializer="ones",
-        trainable=False, aggregation="mean", autocast=False)
+        trainable=False, aggregation="none", autocast=False)
     self.standing_count = self.add_weight(
         name="standing_count", shape=(), initializer="zeros",
-        trainable=False, aggregation="mean", autocast=False)
+        trainable=False, aggregation="none", autocast=False)
 
   def _moments(self, x: tf.Tensor, training: Optional[bool],
                update_statistics: bool = True):
@@ -234,6 +235,28 @@ def batch_norm_layers(model: keras.layers.Layer) -> list[CrossReplicaBatchNorm]:
           if isinstance(layer, CrossReplicaBatchNorm)]
 
 
+def reset_standing_statistics(*models: keras.layers.Layer) -> None:
+  """Zeroes the moving statistics and standing counts of every BN layer of
+  `models` (eagerly, or inside a compiled step)."""
+  for layer in (l for m in models for l in batch_norm_layers(m)):
+    layer.reset_standing_statistics()
+
+
+@contextlib.contextmanager
+def standing_statistics_mode(*models: keras.layers.Layer) -> Iterator[None]:
+  """Within the block, training-mode calls of `models` add their batch
+  moments to the standing statistics (read when a call is traced). Nothing
+  is reset: `reset_standing_statistics` first."""
+  layers = [l for m in models for l in batch_norm_layers(m)]
+  for layer in layers:
+    layer.accumulate_standing = True
+  try:
+    yield
+  finally:
+    for layer in layers:
+      layer.accumulate_standing = False
+
+
 @contextlib.contextmanager
 def accumulating_standing_stats(*models: keras.layers.Layer) -> Iterator[None]:
   """Within the block, training-mode calls accumulate standing BN statistics.
@@ -243,15 +266,9 @@ def accumulating_standing_stats(*models: keras.layers.Layer) -> Iterator[None]:
   becomes the moving statistics used at inference. Trace a fresh
   tf.function inside the block (the switch is a Python attribute).
   """
-  layers = [l for m in models for l in batch_norm_layers(m)]
-  for layer in layers:
-    layer.reset_standing_statistics()
-    layer.accumulate_standing = True
-  try:
+  reset_standing_statistics(*models)
+  with standing_statistics_mode(*models):
     yield
-  finally:
-    for layer in layers:
-      layer.accumulate_standing = False
 
 
 @contextlib.contextmanager

@@ -11,6 +11,15 @@ W / sigma back into W and blocks that gradient, docs/design.md section 8). u is 
 persistent non-trainable variable: one power iteration per training call
 updates it; inference calls (training=False/None) never do, so evaluation and
 export are deterministic.
+
+Precision: W and u are read as float32 whatever the layer's compute dtype
+(they are created without autocasting), so under mixed bfloat16 the power
+iteration and sigma are float32; the layer casts W / sigma to its inputs'
+dtype for the matmul or convolution.
+
+Replicas: every replica computes the same u from the same W, so u is created
+with aggregation NONE: each replica writes its own copy inside the training
+step, with no cross-replica traffic (on a TPU, a raw assign in the program).
 """
 
 from __future__ import annotations
@@ -39,17 +48,17 @@ class SpectralNormMixin:
         shape=(1, out_features),
         initializer=keras.initializers.RandomNormal(stddev=1.0),
         trainable=False,
-        # Every replica computes the same u from the same W, so the mean is
-        # exact and lets u be assigned from replica context.
-        aggregation="mean",
+        # Replica-identical: each replica writes its own copy (see above).
+        aggregation="none",
+        autocast=False,
     )
 
   def spectral_norm_estimate(self, training: bool = False) -> tf.Tensor:
     """Returns sigma(W) (a scalar) and, in training, runs one power step."""
-    kernel = tf.convert_to_tensor(self.kernel)
+    kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.float32)
     w_mat = tf.reshape(kernel, [-1, kernel.shape[-1]])  # [in, out]
     u = tf.stop_gradient(tf.cast(tf.convert_to_tensor(self.sn_u),
-                                 w_mat.dtype))           # [1, out]
+                                 tf.float32))            # [1, out]
     v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True)))
     u_new = tf.stop_gradient(_l2_normalize(tf.matmul(v, w_mat)))
     sigma = tf.reduce_sum(tf.matmul(v, w_mat) * u_new)
@@ -58,10 +67,11 @@ class SpectralNormMixin:
     return sigma
 
   def _normalized_kernel(self, training: Optional[bool]) -> tf.Tensor:
+    """W / sigma(W) in float32 (W itself without spectral norm)."""
+    kernel = tf.cast(tf.convert_to_tensor(self.kernel), tf.float32)
     if not self.use_spectral_norm:
-      return tf.convert_to_tensor(self.kernel)
-    sigma = self.spectral_norm_estimate(training=bool(training))
-    return tf.convert_to_tensor(self.kernel) / sigma
+      return kernel
+    return kernel / self.spectral_norm_estimate(training=bool(training))
 
 
 class SNDense(SpectralNormMixin, keras.layers.Layer):
@@ -83,7 +93,8 @@ class SNDense(SpectralNormMixin, keras.layers.Layer):
     in_features = int(input_shape[-1])
     self.kernel = self.add_weight(
         name="kernel", shape=(in_features, self.units),
-        initializer=self.kernel_initializer, trainable=True)
+        initializer=self.kernel_initializer, trainable=True,
+        autocast=False)
     self.bias = (self.add_weight(name="bias", shape=(self.units,),
                                  initializer="zeros", trainable=True)
                  if self.use_bias else None)
@@ -124,7 +135,8 @@ class SNConv2D(SpectralNormMixin, keras.layers.Layer):
     k = self.kernel_size
     self.kernel = self.add_weight(
         name="kernel", shape=(k, k, in_channels, self.filters),
-        initializer=self.kernel_initializer, trainable=True)
+        initializer=self.kernel_initializer, trainable=True,
+        autocast=False)
     self.bias = (self.add_weight(name="bias", shape=(self.filters,),
                                  initializer="zeros", trainable=True)
                  if self.use_bias else None)
@@ -168,10 +180,17 @@ class SNEmbedding(SpectralNormMixin, keras.layers.Layer):
   def build(self, input_shape):
     self.kernel = self.add_weight(
         name="kernel", shape=(self.num_classes, self.dim),
-        initializer=self.kernel_initializer, trainable=True)
+        initializer=self.kernel_initializer, trainable=True,
+        autocast=False)
     if self.use_spectral_norm:
       self._build_spectral_norm(self.dim)
 
   def call(self, labels, training=None):
-    table = self._normalized_kernel(training)
+    table = tf.cast(self._normalized_kernel(training), self.compute_dtype)
     return tf.gather(table, tf.cast(labels, tf.int32))
+
+
+def spectral_norm_layers(model: keras.layers.Layer) -> list:
+  """The layers inside `model` that spectrally normalise their kernel."""
+  return [layer for layer in model._flatten_layers(include_self=True)  # pylint: disable=protected-access
+          if isinstance(layer, SpectralNormMixin) and layer.use_spectral_norm]
