@@ -60,13 +60,26 @@ def test_fitted_inverse_encoder_inverts_better_than_a_fresh_one():
   config.parse(["smoke.gin"])
   model = config.build_model()
   fresh = common.clone(model.encoder, seed=3)
+  # Every variable: weights, batch-norm moving statistics and spectral
+  # norm's power-iteration vectors (a training-mode call of G would move the
+  # last two).
+  generator_before = [v.numpy() for v in model.generator.variables]
+  encoder_before = [v.numpy() for v in model.encoder.variables]
   fitted = inversion.fit_inverse_encoder(model, num_steps=60, batch_size=32,
                                          learning_rate=3e-3, seed=3)
+  # G was frozen, and E is only the architecture's template: neither
+  # changed. The fit trained a new encoder.
+  assert len(model.generator.variables) == len(generator_before)
+  for variable, before in zip(model.generator.variables, generator_before):
+    np.testing.assert_array_equal(variable.numpy(), before,
+                                  err_msg=variable.path)
+  for variable, before in zip(model.encoder.variables, encoder_before):
+    np.testing.assert_array_equal(variable.numpy(), before,
+                                  err_msg=variable.path)
+  assert fitted is not model.encoder
   before = inversion.inversion_error(model, fresh, 500)
   after = inversion.inversion_error(model, fitted, 500)
   assert after < 0.8 * before, (before, after)
-  # G was frozen: its weights are those of the model it came from.
-  assert fitted is not model.encoder
 
 
 def test_standing_statistics_fill_a_fresh_encoders_batch_norm():
