@@ -14,8 +14,10 @@ import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from bigbigan_tf import data
+from bigbigan_tf.data import augmentation as augmentation_lib
 
 RESOLUTION = 32
 
@@ -135,18 +137,33 @@ def test_augmentation_shapes_and_range(data_dir, augmentation, training):
   assert images.max() > 0.0  # Digits, not blank crops.
 
 
-def test_resnet_augmentation_changes_training_images_only(data_dir):
+def test_resnet_augmentation_random_crops_in_training_central_crop_in_eval(
+    data_dir):
   def images(augmentation, training):
     return first_batch(
         data.make_dataset("mnist5k", "test", RESOLUTION, 16,
                           data_dir=data_dir, seed=5, training=training,
                           augmentation=augmentation))[data.IMAGE]
 
+  # Training: random-size crops (and flips), not the whole digit.
   assert not np.allclose(images("resnet", True), images("none", True))
-  # Evaluation: a central 87.5% crop, the same every time.
+  # Evaluation: the central 87.5% of each 28x28 digit (24x24 from row and
+  # column 2), then what "none" does with a square image; the same every
+  # time. The evaluation pipeline keeps the split's order.
+  raw = np.stack([
+      example["image"] for example in tfds.builder(
+          "mnist5k", data_dir=data_dir).as_dataset(
+              split="test", shuffle_files=False).take(16).as_numpy_iterator()])
+  assert raw.shape == (16, 28, 28, 1)
+  central = np.stack([
+      augmentation_lib.preprocess(tf.constant(image[2:26, 2:26]), None,
+                                  augmentation="none", training=False,
+                                  resolution=RESOLUTION).numpy()
+      for image in raw])
+  np.testing.assert_allclose(images("resnet", False), central, atol=1e-6)
   np.testing.assert_array_equal(images("resnet", False),
                                 images("resnet", False))
-  assert not np.allclose(images("resnet", False), images("none", False))
+  assert not np.allclose(central, images("none", False))
 
 
 def test_unknown_augmentation_lists_valid_names(data_dir):
