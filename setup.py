@@ -45,6 +45,9 @@ setuptools.setup(
         # stratified train/test split.
         "mlxtend",
         "scikit-learn",
+        # bigbigan-curves draws its learning curves with it
+        # (bigbigan_tf/evaluation/curves.py).
+        "matplotlib",
         # tfds's builders need it at prepare time on Python 3.11.
         "importlib_resources",
     ],
