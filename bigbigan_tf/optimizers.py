@@ -84,7 +84,9 @@ class FusedAdam(keras.optimizers.Adam):
       raise ValueError("apply_in_replica implements Adam without amsgrad; "
                        "this optimiser has amsgrad=True.")
     pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
-    gradients = [g for g, _ in pairs]
+    # Dense gradients (an embedding's arrive as IndexedSlices): one
+    # all-reduce of same-shaped tensors, as a TPU program holds them.
+    gradients = [tf.convert_to_tensor(g) for g, _ in pairs]
     variables = [v for _, v in pairs]
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:

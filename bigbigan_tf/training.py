@@ -502,7 +502,8 @@ class Trainer:
     The loop holds the input and the replicated step, nothing else; the
     metric sums are reset before it and reduced over replicas once after.
     """
-    self._metric_sums.assign(tf.zeros_like(self._metric_sums))
+    self._metric_sums.assign(tf.zeros([len(self._metric_keys)]),
+                             read_value=False)
     for _ in tf.range(num_steps):
       self._one_step(iterator)
     totals = tf.unstack(self._metric_sums.read_value(),

@@ -11,16 +11,22 @@ actions between loops.
 
 import contextlib
 import os
+import re
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.python.distribute import values as values_lib
 from tensorflow.python.distribute import values_util
+from tensorflow.compiler.tf2xla.ops import gen_xla_ops
+from tensorflow.python.framework import op_callbacks
 
+from bigbigan_tf import actions
 from bigbigan_tf import config
 from bigbigan_tf import training
+from bigbigan_tf.layers import normalization
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conftest  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -58,6 +64,7 @@ def _writes_outside_run(strategy):
   inside = []
   writes = []
   run = strategy.run
+  patched = strategy.__dict__.get("run")  # An enclosing count's.
 
   def counting_run(fn, args=(), kwargs=None, options=None):
     inside.append(True)
@@ -86,22 +93,243 @@ def _writes_outside_run(strategy):
   try:
     yield writes
   finally:
-    del strategy.run
+    if patched is None:
+      del strategy.run
+    else:
+      strategy.run = patched
     for (owner, name), original in zip(patches, originals):
       setattr(owner, name, original)
 
 
+@contextlib.contextmanager
+def _reductions_outside_run(strategy):
+  """Records cross-replica reductions requested outside `strategy.run`."""
+  inside = []
+  reductions = []
+  run = strategy.run
+  patched = strategy.__dict__.get("run")  # An enclosing count's.
+  extended = strategy.extended
+
+  def counting_run(fn, args=(), kwargs=None, options=None):
+    inside.append(True)
+    try:
+      return run(fn, args=args, kwargs=kwargs, options=options)
+    finally:
+      inside.pop()
+
+  def record(name):
+    original = getattr(extended, name)
+
+    def wrapper(*args, **kwargs):
+      if not inside:
+        reductions.append(name)
+      return original(*args, **kwargs)
+    return wrapper
+
+  strategy.run = counting_run
+  for name in ("_reduce_to", "_batch_reduce_to"):
+    setattr(extended, name, record(name))
+  try:
+    yield reductions
+  finally:
+    if patched is None:
+      del strategy.run
+    else:
+      strategy.run = patched
+    for name in ("_reduce_to", "_batch_reduce_to"):
+      delattr(extended, name)
+
+
 @pytest.mark.parametrize("size", sorted(SIZES))
-def test_train_loop_writes_distributed_variables_inside_the_replica_step(
-    size):
+def test_train_loop_writes_inside_the_replica_step_and_replicas_agree(size):
   """Optimiser updates, EMA, power-iteration state, BN statistics, the
   global step, the non-finite flag and metric sums are all written inside
-  the replica step; outside it only the once-per-loop metric reset."""
+  the replica step (outside it only the once-per-loop metric reset); the
+  loop reduces its metric sums once; replica-identical variables (BN
+  statistics, u, EMA copies, weights, the global step) hold the same value
+  on both replicas after the steps."""
   strategy = conftest.two_replica_strategy()
   trainer = _trainer(strategy, *SIZES[size])
   with _writes_outside_run(strategy) as writes:
-    outputs = trainer.train_loop(_iterator(strategy), tf.constant(2))
+    with _reductions_outside_run(strategy) as reductions:
+      outputs = trainer.train_loop(_iterator(strategy), tf.constant(2))
   assert len(writes) <= MAX_WRITES_OUTSIDE_REPLICA_STEP, writes
-  # The loop ran two steps and reported finite means.
+  assert reductions == ["_reduce_to"], reductions
   assert trainer.step() == 2
   assert all(np.isfinite(float(v)) for v in outputs.values())
+  variables = [trainer.global_step]
+  for net in list(trainer.model.networks().values()) + list(
+      trainer.ema.values()):
+    variables += net.weights
+  kinds = set()
+  for variable in variables:
+    value = variable.value if isinstance(variable, keras.Variable) else variable
+    first, second = strategy.experimental_local_results(value)
+    np.testing.assert_array_equal(first.numpy(), second.numpy(),
+                                  err_msg=variable.name)
+    kinds.add(variable.name.split("/")[-1].split(":")[0])
+  # The check covered the kinds of replica-identical state there are.
+  assert {"moving_mean", "moving_variance", "sn_u", "kernel",
+          "global_step"} <= kinds, kinds
+  # And they moved: the statistics are not their initial values.
+  moving = [v for v in trainer.model.generator.weights
+            if "moving_mean" in v.path]
+  assert any(np.any(v.numpy() != 0) for v in moving)
+
+
+class _XlaReplicaContext(tf.distribute.ReplicaContext):
+  """Replica 0 of `replicas`, as a TPU program sees its replica context:
+  `num_replicas_in_sync` > 1, so the multi-replica code paths are taken
+  (cross-replica moments, gradient all-reduces), and every all-reduce is an
+  XLA AllReduce (over this one replica, so the program also runs here).
+  merge_call is refused: a TPU step should not need one."""
+
+  def __init__(self, replicas: int):
+    super().__init__(tf.distribute.get_strategy(), replica_id_in_sync_group=0)
+    self._replicas = replicas
+    self.all_reduces = 0
+    self.gradient_all_reduces = 0
+
+  @property
+  def num_replicas_in_sync(self):
+    return self._replicas
+
+  def all_reduce(self, reduce_op, value, options=None):
+    del options
+    self.all_reduces += 1
+    op = "Add" if reduce_op == tf.distribute.ReduceOp.SUM else "Mean"
+
+    def xla_all_reduce(tensor):
+      return gen_xla_ops.xla_all_reduce(
+          input=tensor, group_assignment=tf.constant([[0]]), reduce_op=op,
+          mode="CrossReplica")
+
+    @tf.custom_gradient
+    def reduce_with_gradient(tensor):
+      # As a TPU's cross-replica sum: the gradient is all-reduced too.
+      def gradient(upstream):
+        self.gradient_all_reduces += 1
+        return xla_all_reduce(upstream)
+      return xla_all_reduce(tensor), gradient
+
+    flat = [reduce_with_gradient(t) for t in tf.nest.flatten(value)]
+    return tf.nest.pack_sequence_as(value, flat)
+
+  def merge_call(self, merge_fn, args=(), kwargs=None):
+    raise AssertionError(f"merge_call({merge_fn}) in the replica step")
+
+
+def _table1_base_reduced(data_dir):
+  """table1/base.gin at test_tables.py's reduced width, with its own
+  d_steps (2) and the gradient diagnostics on."""
+  import test_tables  # pylint: disable=g-import-not-at-top
+  config.parse(["table1/base.gin"], [])
+  shrink = [b for b in test_tables._shrinking_bindings(data_dir)  # pylint: disable=protected-access
+            if not b.startswith("trainer.d_steps")]
+  return shrink + ["trainer.d_steps = 2",
+                   "trainer.gradient_diagnostics = True"]
+
+
+@pytest.mark.slow
+def test_replica_step_of_table1_base_lowers_to_tpu_compatible_hlo(tmp_path):
+  bindings = _table1_base_reduced(str(tmp_path))
+  config.parse(["table1/base.gin"], bindings)
+  strategy = tf.distribute.get_strategy()
+  batch = 4
+  with strategy.scope():
+    trainer = training.Trainer(config.build_model(), strategy, batch)
+  model = trainer.model
+  assert model.encoder.latent_mode == "stochastic"
+  assert trainer.d_steps == 2 and trainer._gradient_keys()  # pylint: disable=protected-access
+  resolution = model.encoder_resolution
+  batches = tuple(
+      {"image": tf.random.stateless_uniform([batch, resolution, resolution, 3],
+                                            [k, 1], -1.0, 1.0)}
+      for k in range(trainer.d_steps + 1))
+
+  moment_calls = []
+  moments = normalization.cross_replica_moments
+
+  def counted_moments(x, axes):
+    moment_calls.append(x.shape)
+    return moments(x, axes)
+
+  context = _XlaReplicaContext(replicas=2)
+
+  def replica_step(batches):
+    with context:
+      trainer._replica_step_impl(batches)  # pylint: disable=protected-access
+
+  step = tf.function(replica_step, jit_compile=True, autograph=False)
+  normalization.cross_replica_moments = counted_moments
+  try:
+    hlo = step.experimental_get_compiler_ir(batches)(stage="hlo")
+  finally:
+    normalization.cross_replica_moments = moments
+
+  # Cross-replica reductions: one per batch-norm call (G's conditional BN
+  # and E's BN, in every D and E+G update) and one per optimiser update
+  # (D twice, then G and E); no merge_call (it would have raised).
+  updates = trainer.d_steps + 2
+  assert moment_calls
+  assert context.all_reduces == len(moment_calls) + updates
+  # In the HLO, each is one all-reduce per tensor, plus the all-reduces of
+  # the moments' gradients where a loss depends on them.
+  assert context.gradient_all_reduces > 0
+  all_reduces = hlo.count(" all-reduce(")
+  assert all_reduces >= context.all_reduces + context.gradient_all_reduces
+  # Nothing a TPU program cannot hold.
+  assert "f64" not in hlo
+  for forbidden in (" send(", " recv(", " infeed(", " outfeed(",
+                    "host", "outside_compilation"):
+    assert forbidden not in hlo.lower(), forbidden
+  assert "custom-call" not in hlo, [
+      line for line in hlo.splitlines() if "custom-call" in line][:3]
+
+
+def _host_action_ops(tmp_path, *bindings):
+  """Eager ops (and eager function calls) of the host actions between two
+  inner loops, checkpoint aside: summaries, standing statistics and the
+  image grids; counted on their second run (the first one traces)."""
+  strategy = tf.distribute.get_strategy()
+  trainer = _trainer(strategy, *bindings)
+  iterator = _iterator(strategy)
+  trainer.train_loop(iterator, tf.constant(1))
+  metrics = {key: 0.5 for key in trainer.metric_keys()}
+  fixed = {"z": trainer.model.prior.sample(4, seed=[1, 2]),
+           "x": tf.random.stateless_uniform([4, 32, 32, 3], [3, 4], -1, 1)}
+  writer = tf.summary.create_file_writer(str(tmp_path))
+
+  def actions_between_loops():
+    actions.write_scalars(writer, trainer, metrics, trainer.step())
+    trainer.standing_statistics(iterator, 2)
+    actions.write_images(writer, trainer, fixed, str(tmp_path),
+                         trainer.step())
+
+  actions_between_loops()
+  eager_ops = []
+
+  def callback(op_type, inputs, attrs, outputs, op_name=None, graph=None):
+    del inputs, attrs, op_name
+    if graph is None:  # A function's name ends in a unique number.
+      name = op_type.decode() if isinstance(op_type, bytes) else op_type
+      eager_ops.append(re.sub(r"_\d+$", "", name))
+    return outputs
+
+  op_callbacks.add_op_callback(callback)
+  try:
+    actions_between_loops()
+  finally:
+    op_callbacks.remove_op_callback(callback)
+  return eager_ops
+
+
+def test_host_actions_issue_as_many_eager_ops_at_any_depth(tmp_path):
+  shallow = _host_action_ops(tmp_path / "shallow")
+  deeper = _host_action_ops(tmp_path / "deeper",
+                            "encoder.units_per_stage = (3, 3, 3, 3)")
+  # The networks run inside compiled calls: the deeper encoder (three
+  # times the BN layers) costs the host the same ops.
+  assert sorted(deeper) == sorted(shallow)
+  print("host-action eager ops:", len(shallow))
+  assert shallow  # The actions were counted at all.
