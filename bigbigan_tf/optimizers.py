@@ -35,9 +35,27 @@ class FusedAdam(keras.optimizers.Adam):
 
   The same update and state (the momentum and velocity variables Keras'
   Adam keeps): m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2), w -= lr
-  sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps). `learning_rate` may be a
-  float or a callable of no arguments (read at every update).
+  sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+
+  Args:
+    learning_rate: the initial rate (a float: Keras keeps it in a variable,
+      which checkpoints hold).
+    schedule: optional callable of no arguments giving the rate to use now
+      (e.g. a function of a global step). `apply_in_replica` calls it at
+      every update and writes the value into the rate variable (each
+      replica its own copy), so a checkpoint holds the rate last used.
+    **kwargs: Keras Adam's.
   """
+
+  def __init__(self, learning_rate: float = 0.001, *, schedule=None,
+               **kwargs):
+    super().__init__(learning_rate, **kwargs)
+    self._schedule = schedule
+
+  def _get_current_learning_rate(self):
+    if self._schedule is not None:
+      return self._schedule()
+    return super()._get_current_learning_rate()
 
   def update_step(self, gradient, variable, learning_rate):
     if self.amsgrad:
@@ -91,7 +109,11 @@ class FusedAdam(keras.optimizers.Adam):
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:
       gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-    learning_rate = self._get_current_learning_rate()
+    learning_rate = tf.cast(self._get_current_learning_rate(),
+                            self._learning_rate.dtype)
+    if self._schedule is not None:  # The rate in use, for checkpoints.
+      tf.raw_ops.AssignVariableOp(resource=_handle(self._learning_rate),
+                                  value=learning_rate)
     scalars = {}
     for gradient, variable in zip(gradients, variables):
       if variable.dtype not in scalars:

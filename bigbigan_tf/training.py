@@ -181,8 +181,9 @@ class Trainer:
           aggregation=tf.VariableAggregation.SUM)
       self.optimizers = {}
       for role, network in model.networks().items():
-        optimizer = FusedAdam(self._scheduled_rate(role), beta_1=beta1,
-                              beta_2=beta2, name=f"{role}_adam")
+        optimizer = FusedAdam(self.learning_rates[role],
+                              schedule=self._scheduled_rate(role),
+                              beta_1=beta1, beta_2=beta2, name=f"{role}_adam")
         optimizer.build(network.trainable_variables)
         self.optimizers[role] = optimizer
       # EMA copies of G and E: same architecture, weights copied below.

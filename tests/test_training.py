@@ -370,10 +370,12 @@ def test_linear_learning_rate_decay_follows_the_global_step():
     assert trainable <= before.keys()
     return [k for k in trainable if not np.array_equal(before[k], after[k])]
 
-  # The step that starts at 5 uses factor(5) = 0.25: every network moves;
+  # The step that starts at 5 uses factor(5) = 0.25: each network moves;
   # the step that starts at 6 uses factor(6) = 0: nothing moves.
   assert trainer.step() == 5
-  assert len(moved_by_one_step()) == len(trainable)
+  moved = moved_by_one_step()
+  assert {k.split("/")[0] for k in moved} == {
+      "generator", "encoder", "discriminator"}, moved[:3]
   assert trainer.step() == 6
   moved = moved_by_one_step()
   assert not moved, moved[:3]
@@ -404,8 +406,13 @@ def test_resumed_run_uses_the_configured_rates(tmp_path, data_dir,
                         "trainer.d_learning_rate = 3e-4")
   path, values = _checkpoint_values(model_dir)
   assert path.endswith("ckpt-2")
-  # Rates are a function of the config and the step: none is saved.
-  assert not [name for name in values if "learning_rate" in name]
+  # The checkpoint holds the rates last used: the second run's config.
+  rates = {name: float(value) for name, value in values.items()
+           if "learning_rate" in name}
+  assert len(rates) == 3, sorted(values)[:20]
+  for name, rate in rates.items():
+    expected = 3e-4 if "discriminator" in name else 2e-4
+    np.testing.assert_allclose(rate, expected, rtol=1e-6, err_msg=name)
   logged = {}
   for name in os.listdir(model_dir):
     if name.startswith("events.out.tfevents"):
