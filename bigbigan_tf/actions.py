@@ -174,3 +174,23 @@ def write_images(writer, trainer: "training.Trainer", fixed: dict,
       tf.summary.image(name, grid[None])
       image_lib.write_png(os.path.join(image_dir, f"{name}_{step:08d}.png"),
                           grid)
+
+
+def evaluate_after_training(strategy: tf.distribute.Strategy,
+                            model_dir: str):
+  """The gin-bound evaluation of a finished run (model_dir.eval.json).
+
+  Not on a TPU: the evaluation runs its networks and probes on the host, so
+  there it would keep a TPU VM busy on its CPU for hours. It is skipped with
+  the command that runs it (anywhere the model_dir is readable).
+
+  Returns:
+    The figures, or None where skipped.
+  """
+  if distribute.is_tpu(strategy):
+    logging.warning(
+        "Training ran on a TPU: skipping the evaluation on this host. Run it "
+        "with: bigbigan-evaluate --model_dir=%s", model_dir)
+    return None
+  from bigbigan_tf.evaluation import model_dir as model_dir_eval  # pylint: disable=g-import-not-at-top
+  return model_dir_eval.evaluate_model_dir(model_dir)

@@ -25,6 +25,7 @@ from tensorflow.python.framework import op_callbacks
 
 from bigbigan_tf import actions
 from bigbigan_tf import config
+from bigbigan_tf import distribute
 from bigbigan_tf import training
 from bigbigan_tf.layers import normalization
 
@@ -333,3 +334,18 @@ def test_host_actions_issue_as_many_eager_ops_at_any_depth(tmp_path):
   assert sorted(deeper) == sorted(shallow)
   print("host-action eager ops:", len(shallow))
   assert shallow  # The actions were counted at all.
+
+
+def test_evaluation_after_training_on_a_tpu_is_skipped_with_its_command(
+    monkeypatch, caplog, tmp_path):
+  """A TPU run does not evaluate on the TPU VM's CPU: it logs the command.
+  Elsewhere the evaluation runs (here it fails on an empty model_dir, which
+  shows it was attempted)."""
+  model_dir = str(tmp_path / "run")
+  monkeypatch.setattr(distribute, "is_tpu", lambda strategy: True)
+  with caplog.at_level("WARNING"):
+    assert actions.evaluate_after_training(None, model_dir) is None
+  assert f"bigbigan-evaluate --model_dir={model_dir}" in caplog.text
+  monkeypatch.setattr(distribute, "is_tpu", lambda strategy: False)
+  with pytest.raises(Exception, match="run"):
+    actions.evaluate_after_training(None, model_dir)

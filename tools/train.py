@@ -17,10 +17,10 @@ from bigbigan_tf.tools import quiet_native_start
 
 with quiet_native_start():
   import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
+  from bigbigan_tf import actions
   from bigbigan_tf import config
   from bigbigan_tf import distribute
   from bigbigan_tf.evaluation import evaluator
-  from bigbigan_tf.evaluation import model_dir as model_dir_eval
   from bigbigan_tf import training
   tf.config.list_logical_devices()
 
@@ -46,10 +46,11 @@ def main(argv):
   strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
   training.train(FLAGS.model_dir, strategy)
   if FLAGS.evaluate:
-    results = model_dir_eval.evaluate_model_dir(FLAGS.model_dir)
-    print(evaluator.format_results(results) if results else
-          "Nothing to evaluate: no encoder and no sample feature extractor "
-          "bound (evaluation.sample_feature_extractor).")
+    results = actions.evaluate_after_training(strategy, FLAGS.model_dir)
+    if results is not None:
+      print(evaluator.format_results(results) if results else
+            "Nothing to evaluate: no encoder and no sample feature extractor "
+            "bound (evaluation.sample_feature_extractor).")
 
 
 def run():
