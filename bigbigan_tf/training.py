@@ -42,6 +42,7 @@ from bigbigan_tf.layers import diff_augment
 from bigbigan_tf.networks import common
 
 LEARNING_RATE_DECAYS = ("constant", "linear")
+LATENT_REGRESSION_STATISTICS = ("batch", "moving")
 # Kept here too: checkpoints and tests name the optimiser by this path.
 FusedAdam = optimizers.FusedAdam
 
@@ -89,8 +90,13 @@ class Trainer:
       the E+G loss (0, the paper: none): lambda * mean over the generator
       pairs of ||mu_E(G(z)) - z||^2 (summed over z's dimensions), with G(z)
       held constant (only E learns from it) and shown to E at its
-      resolution. E runs in training mode on G(z) (batch moments) without
-      updating its moving statistics, which come from real images only.
+      resolution. E's batch norm on G(z) follows
+      `latent_regression_statistics`.
+    latent_regression_statistics: "batch": E normalises G(z) with the
+      batch's own moments and does not fold them into its moving
+      statistics, which come from real images only; "moving": E runs in
+      inference mode on G(z), normalising with those moving statistics, as
+      the evaluation (and a user) runs it.
     cycle_weight: weight of ALICE's explicit cycle term on real images (0:
       none): weight * the mean over examples and pixels of
       (pool(x) - G(z_hat))^2, z_hat = E(x) as sampled for the adversarial
@@ -117,6 +123,7 @@ class Trainer:
                augment_policy: Sequence[str] = (),
                gradient_diagnostics: bool = True,
                latent_regression_weight: float = 0.0,
+               latent_regression_statistics: str = "batch",
                cycle_weight: float = 0.0):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
@@ -132,6 +139,11 @@ class Trainer:
       if weight and model.encoder is None:
         raise ValueError(f"{name} = {weight} needs an encoder; this model "
                          "has none (the StandardGAN).")
+    if latent_regression_statistics not in LATENT_REGRESSION_STATISTICS:
+      raise ValueError(
+          "latent_regression_statistics must be one of "
+          f"{LATENT_REGRESSION_STATISTICS}, got "
+          f"{latent_regression_statistics!r}.")
     if learning_rate_decay not in LEARNING_RATE_DECAYS:
       raise ValueError(
           f"learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, got "
@@ -160,6 +172,7 @@ class Trainer:
     self.augment_policy = diff_augment.check_policy(augment_policy)
     self.gradient_diagnostics = gradient_diagnostics
     self.latent_regression_weight = float(latent_regression_weight)
+    self.latent_regression_statistics = latent_regression_statistics
     self.cycle_weight = float(cycle_weight)
     self._metric_keys = self.metric_keys()
     with strategy.scope():
@@ -424,8 +437,11 @@ class Trainer:
     if self.latent_regression_weight:
       x_gen = common.upsample_to_resolution(
           tf.stop_gradient(tf.cast(x_hat, x.dtype)), model.encoder_resolution)
-      with layers.moving_statistics_frozen(model.encoder):
-        mu = model.encode(x_gen, training=True)[common.Z_MEAN]
+      if self.latent_regression_statistics == "moving":
+        mu = model.encode(x_gen, training=False)[common.Z_MEAN]
+      else:
+        with layers.moving_statistics_frozen(model.encoder):
+          mu = model.encode(x_gen, training=True)[common.Z_MEAN]
       error = tf.square(tf.cast(mu, tf.float32) - tf.cast(z, tf.float32))
       terms["loss/latent_regression"] = (
           self.latent_regression_weight,

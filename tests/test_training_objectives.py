@@ -56,6 +56,8 @@ def updated():
       "zeros": ("trainer.latent_regression_weight = 0.0",
                 "trainer.cycle_weight = 0.0"),
       "latent": ("trainer.latent_regression_weight = 1.0",),
+      "latent_moving": ("trainer.latent_regression_weight = 1.0",
+                        "trainer.latent_regression_statistics = 'moving'"),
       "cycle": ("trainer.cycle_weight = 1.0",),
   }
   trainers = {name: _trainer(*bindings) for name, bindings in settings.items()}
@@ -102,16 +104,18 @@ def test_both_terms_off_is_the_papers_update(updated):
         default["weights"][role], updated["before"][role]), role
 
 
-def test_latent_regression_changes_only_the_encoders_update(updated):
-  default, latent = updated["default"], updated["latent"]
+@pytest.mark.parametrize("setting", ["latent", "latent_moving"])
+def test_latent_regression_changes_only_the_encoders_update(updated,
+                                                            setting):
+  default, latent = updated["default"], updated[setting]
   # G(z) is held constant: G's update is exactly the paper's.
   _assert_same(latent["weights"]["generator"], default["weights"]["generator"],
                "generator")
   _assert_same(latent["weights"]["discriminator"],
                default["weights"]["discriminator"], "discriminator")
   assert _differs(latent["weights"]["encoder"], default["weights"]["encoder"])
-  # E saw G(z) with batch moments, but its moving statistics come from the
-  # real images only: the same as without the term.
+  # E saw G(z) with batch moments or its moving statistics; either way
+  # those statistics come from the real images only, as without the term.
   _assert_same(latent["moving"]["encoder"], default["moving"]["encoder"],
                "encoder moving statistics")
   assert latent["metrics"]["loss/eg"] == default["metrics"]["loss/eg"]
@@ -163,7 +167,35 @@ def test_term_values_are_the_stated_means():
   np.testing.assert_allclose(float(metrics["loss/cycle"]), cycle, rtol=1e-4)
 
 
+def test_latent_regression_with_moving_statistics_is_inference_mode_e():
+  """With "moving", the term is E's inference-mode error on G(z)."""
+  trainer = _trainer("trainer.latent_regression_weight = 1.0",
+                     "trainer.latent_regression_statistics = 'moving'",
+                     "trainer.learning_rate = 0.0")
+  model = trainer.model
+  x = _images()
+  z, eps = trainer._latents(STEP, 1)  # pylint: disable=protected-access
+  state = [(v, v.numpy()) for v in model.generator.weights + model.encoder.weights
+           if "sn_u" in v.path or "moving" in v.path]
+  with layers.moving_statistics_frozen(model.generator):
+    x_hat = model.generate(z, training=True)
+  # The step encodes the real batch first (folding it into E's moving
+  # statistics), then G(z) in inference mode with those statistics.
+  model.encode(x, training=True, epsilon=eps)
+  mu = model.encode(x_hat, training=False)[common.Z_MEAN]
+  expected = np.mean(np.sum(np.square(mu.numpy() - z.numpy()), axis=1))
+  for variable, value in state:
+    variable.assign(value)
+
+  metrics = trainer._eg_update(x, STEP, 1)  # pylint: disable=protected-access
+
+  np.testing.assert_allclose(float(metrics["loss/latent_regression"]),
+                             expected, rtol=1e-4)
+
+
 @pytest.mark.parametrize("binding, match", [
+    ("trainer.latent_regression_statistics = 'ema'",
+     "latent_regression_statistics must be one of"),
     ("trainer.latent_regression_weight = -1.0", "latent_regression_weight"),
     ("trainer.cycle_weight = -0.5", "cycle_weight"),
 ])
