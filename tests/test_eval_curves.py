@@ -87,3 +87,30 @@ def test_tool_writes_png_and_scalars_json(tmp_path):
        f"--model_dir={tmp_path / 'nothing'}"],
       capture_output=True, text=True, check=False, cwd=tmp_path)
   assert missing.returncode != 0 and "found none" in missing.stderr
+
+
+def test_console_script_writes_png_and_scalars_json(tmp_path):
+  """bigbigan-curves, the installed command, run from another directory."""
+  _write_run(tmp_path / "run")
+  command = os.path.join(os.path.dirname(sys.executable), "bigbigan-curves")
+  output = tmp_path / "figure.png"
+  result = subprocess.run(
+      [command, f"--model_dir={tmp_path / 'run'}", f"--output={output}",
+       f"--scalars_json={tmp_path / 'scalars.json'}"],
+      capture_output=True, text=True, check=False, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"3 curves: {output}" in result.stdout
+  assert not (tmp_path / "run" / "learning_curves.png").exists()
+  image = tf.io.decode_png(output.read_bytes())
+  assert image.shape[0] >= 800 and image.shape[1] >= 1100
+  scalars = json.loads((tmp_path / "scalars.json").read_text())
+  assert sorted(scalars) == ["eval/inversion_error",
+                             "eval/linear_probe_bn_crelu_top1",
+                             "hinge_active/encoder_d_score_x", "loss/d"]
+  # The last write of step 20 (the resumed run's) wins.
+  assert scalars["eval/linear_probe_bn_crelu_top1"] == [
+      [20, pytest.approx(0.6)], [30, pytest.approx(0.7)]]
+  assert scalars["hinge_active/encoder_d_score_x"] == [
+      [10, pytest.approx(0.9)], [20, pytest.approx(0.8)],
+      [30, pytest.approx(0.7)]]
+  assert scalars["loss/d"] == [[10, 2.0], [20, 2.0], [30, 2.0]]

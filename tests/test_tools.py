@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BIN = pathlib.Path(sys.executable).parent
@@ -112,3 +113,40 @@ def test_module_entry_point_and_bad_config_name(tmp_path):
   assert bad.returncode != 0
   assert "no_such.gin" in bad.stderr and "smoke.gin" in bad.stderr
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_through_the_console_script(tmp_path):
+  """bigbigan-benchmark on the shipped smoke config: one loop of one step,
+  FLOPs not counted, a given peak (nothing measured besides the step)."""
+  from bigbigan_tf import benchmark  # pylint: disable=g-import-not-at-top
+  from bigbigan_tf import config  # pylint: disable=g-import-not-at-top
+  output = tmp_path / "bench.json"
+  result = _run("bigbigan-benchmark", "--gin_file=smoke.gin",
+                "--per_replica_batch=2", "--d_steps=1", "--steps_per_loop=1",
+                "--loops=1", "--warmup_loops=0", "--count_flops=false",
+                "--peak_flops=1e12", f"--output={output}", cwd=tmp_path)
+  assert result.returncode == 0, _output(result)[-3000:]
+  _check_quiet(result)
+  (figures,) = json.loads(output.read_text())
+  assert "error" not in figures
+  assert figures["global_batch"] == 2 and figures["replicas"] == 1
+  assert figures["d_steps"] == 1 and figures["steps_per_loop"] == 1
+  assert figures["variant"] == ""
+  assert "flops_per_step" not in figures
+  assert figures["peak_source"] == "given"
+  assert figures["peak_flops_per_second"] == 1e12
+  # One timed loop of one step: its time is the median, minimum and maximum.
+  assert (figures["step_time_s"] == figures["step_time_min_s"]
+          == figures["step_time_max_s"] > 0)
+  assert figures["images_per_second"] == pytest.approx(
+      2 * (1 + 1) / figures["step_time_s"])
+  assert figures["config"] == "G32 ch8, E resnet_v2 base4, D ch8"
+  # The smoke networks' parameters, counted here from the same config.
+  config.parse(["smoke.gin"], [])
+  assert figures["trainable_parameters"] == sum(
+      int(np.prod(v.shape)) for n in config.build_model().networks().values()
+      for v in n.trainable_variables)
+  # The table printed is that of the figures written.
+  assert benchmark.format_table([figures]) in result.stdout
+  assert f"Wrote {output}" in result.stdout
