@@ -60,12 +60,17 @@ def _iterator(strategy):
 
 
 @contextlib.contextmanager
-def _writes_outside_run(strategy):
-  """Records the distributed variables written outside `strategy.run`."""
+def _outside_run(strategy):
+  """Records, while tracing and running, the writes to distributed variables
+  and the cross-replica reductions requested outside `strategy.run`.
+
+  Yields:
+    (writes, reductions): the written variables' names and the names of the
+    strategy's reduce methods called.
+  """
   inside = []
-  writes = []
+  writes, reductions = [], []
   run = strategy.run
-  patched = strategy.__dict__.get("run")  # An enclosing count's.
 
   def counting_run(fn, args=(), kwargs=None, options=None):
     inside.append(True)
@@ -74,71 +79,35 @@ def _writes_outside_run(strategy):
     finally:
       inside.pop()
 
-  def record(original):
-    def wrapper(var, *args, **kwargs):
-      if not inside:
-        writes.append(var.name)
-      return original(var, *args, **kwargs)
-    return wrapper
-
-  patches = [
-      (values_lib.DistributedVariable, "_update_cross_replica"),
-      (values_util, "on_read_assign_cross_replica"),
-      (values_util, "on_read_assign_add_cross_replica"),
-      (values_util, "on_read_assign_sub_cross_replica"),
-  ]
-  originals = [getattr(owner, name) for owner, name in patches]
-  strategy.run = counting_run
-  for (owner, name), original in zip(patches, originals):
-    setattr(owner, name, record(original))
-  try:
-    yield writes
-  finally:
-    if patched is None:
-      del strategy.run
-    else:
-      strategy.run = patched
-    for (owner, name), original in zip(patches, originals):
-      setattr(owner, name, original)
-
-
-@contextlib.contextmanager
-def _reductions_outside_run(strategy):
-  """Records cross-replica reductions requested outside `strategy.run`."""
-  inside = []
-  reductions = []
-  run = strategy.run
-  patched = strategy.__dict__.get("run")  # An enclosing count's.
-  extended = strategy.extended
-
-  def counting_run(fn, args=(), kwargs=None, options=None):
-    inside.append(True)
-    try:
-      return run(fn, args=args, kwargs=kwargs, options=options)
-    finally:
-      inside.pop()
-
-  def record(name):
-    original = getattr(extended, name)
-
+  def recorded(original, log, what):
     def wrapper(*args, **kwargs):
       if not inside:
-        reductions.append(name)
+        log.append(what(args))
       return original(*args, **kwargs)
     return wrapper
 
+  variable_name = lambda args: args[0].name
+  patches = [(owner, name, writes, variable_name) for owner, name in (
+      (values_lib.DistributedVariable, "_update_cross_replica"),
+      (values_util, "on_read_assign_cross_replica"),
+      (values_util, "on_read_assign_add_cross_replica"),
+      (values_util, "on_read_assign_sub_cross_replica"))]
+  patches += [(strategy.extended, name, reductions,
+               lambda args, name=name: name)
+              for name in ("_reduce_to", "_batch_reduce_to")]
+  originals = [getattr(owner, name) for owner, name, _, _ in patches]
   strategy.run = counting_run
-  for name in ("_reduce_to", "_batch_reduce_to"):
-    setattr(extended, name, record(name))
+  for (owner, name, log, what), original in zip(patches, originals):
+    setattr(owner, name, recorded(original, log, what))
   try:
-    yield reductions
+    yield writes, reductions
   finally:
-    if patched is None:
-      del strategy.run
-    else:
-      strategy.run = patched
-    for name in ("_reduce_to", "_batch_reduce_to"):
-      delattr(extended, name)
+    del strategy.run
+    for (owner, name, _, _), original in zip(patches, originals):
+      if owner is strategy.extended:
+        delattr(owner, name)
+      else:
+        setattr(owner, name, original)
 
 
 @pytest.mark.parametrize("size", sorted(SIZES))
@@ -151,9 +120,8 @@ def test_train_loop_writes_inside_the_replica_step_and_replicas_agree(size):
   on both replicas after the steps."""
   strategy = conftest.two_replica_strategy()
   trainer = _trainer(strategy, *SIZES[size])
-  with _writes_outside_run(strategy) as writes:
-    with _reductions_outside_run(strategy) as reductions:
-      outputs = trainer.train_loop(_iterator(strategy), tf.constant(2))
+  with _outside_run(strategy) as (writes, reductions):
+    outputs = trainer.train_loop(_iterator(strategy), tf.constant(2))
   assert len(writes) <= MAX_WRITES_OUTSIDE_REPLICA_STEP, writes
   assert reductions == ["_reduce_to"], reductions
   assert trainer.step() == 2
