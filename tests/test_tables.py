@@ -592,3 +592,22 @@ def test_row_trains_one_step(row, mnist_dir, eager_steps):
   assert not bad, bad
   print(f"\n{row}: built and trained one step at reduced size in "
         f"{time.time() - start:.1f} s")
+
+
+def test_table1_base_trainer_has_the_papers_adam_betas(mnist_dir):
+  """Adam beta1 = 0 and beta2 = 0.999 reach G's, E's and D's optimisers of a
+  Trainer built from table1/base.gin (at reduced width: the shrinking
+  bindings keep every optimisation hyperparameter but d_steps)."""
+  row = "table1/base"
+  config.parse([_gin_file(row)])
+  bindings = _shrinking_bindings(mnist_dir)
+  config.parse([_gin_file(row)], bindings)
+  strategy = tf.distribute.get_strategy()
+  with strategy.scope():
+    model = _reduced_model(row, bindings)
+    trainer = training.Trainer(model, strategy,
+                               gin.query_parameter("train.batch_size"))
+  assert set(trainer.optimizers) == {"generator", "encoder", "discriminator"}
+  for role, optimizer in trainer.optimizers.items():
+    assert float(optimizer.beta_1) == 0.0, role
+    assert float(optimizer.beta_2) == 0.999, role

@@ -3,6 +3,7 @@ preemption, non-finite losses and bad configurations."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -242,25 +243,55 @@ def test_resuming_in_a_fresh_process_is_deterministic(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_checkpoint_before_exit(tmp_path, data_dir):
+def test_sigterm_writes_a_checkpoint_within_seconds_and_the_rerun_resumes(
+    tmp_path, data_dir):
+  """With 10,000 steps per loop configured, loops are still cut to about
+  train.max_loop_seconds, so SIGTERM after the first step is acted on
+  within seconds: a checkpoint at the step reached, exit 0 with "preempted
+  at step N" well within a preempted VM's 30 s; a rerun resumes there."""
   model_dir = tmp_path / "preempted"
   proc = _train_process(model_dir, data_dir, 10_000,
+                        "train.steps_per_loop = 10000",
                         "train.checkpoint_every = 100000", wait=False)
   deadline = time.time() + 300
   lines = []
   while time.time() < deadline:
     line = proc.stdout.readline()
     lines.append(line)
-    if "step 2/" in line:
+    if re.search(r"step \d+/10000", line):
       break
     assert line or proc.poll() is None, "".join(lines)[-3000:]
+  signalled = time.time()
   proc.send_signal(signal.SIGTERM)
-  out = "".join(lines) + proc.communicate(timeout=300)[0]
+  out = "".join(lines) + proc.communicate(timeout=60)[0]
+  exit_seconds = time.time() - signalled
   assert proc.returncode == 0, out[-3000:]
-  assert "SIGTERM received" in out
-  assert "TRAINING DONE" in out
+  assert exit_seconds < 30, exit_seconds
+  match = re.search(r"preempted at step (\d+)", out)
+  assert match, out[-3000:]
+  step = int(match.group(1))
+  assert 1 <= step < 10_000
   path, _ = _checkpoint_values(model_dir)
-  assert int(path.rsplit("-", 1)[1]) >= 2
+  assert path.endswith(f"ckpt-{step}")
+  code, out = _train_process(model_dir, data_dir, step + 1,
+                             "train.steps_per_loop = 10000")
+  assert code == 0, out[-3000:]
+  assert f"ckpt-{step} at step {step}" in out
+  path, _ = _checkpoint_values(model_dir)
+  assert path.endswith(f"ckpt-{step + 1}")
+
+
+@pytest.mark.parametrize("args, expected", [
+    # steps_per_loop, remaining, max_loop_seconds, seconds_per_step
+    ((500, 10_000, None, 0.5), 500),
+    ((500, 10_000, 10.0, None), 1),
+    ((500, 10_000, 10.0, 0.5), 20),
+    ((500, 10_000, 10.0, 0.001), 500),
+    ((500, 7, 10.0, 0.001), 7),
+    ((500, 10_000, 10.0, 60.0), 1),
+])
+def test_inner_loops_are_cut_to_the_time_limit(args, expected):
+  assert training._loop_length(*args) == expected  # pylint: disable=protected-access
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
@@ -464,6 +495,24 @@ def test_adam_betas_reach_every_optimiser():
   for role, optimizer in trainer.optimizers.items():
     assert float(optimizer.beta_1) == 0.25, role
     assert float(optimizer.beta_2) == 0.875, role
+
+
+def test_one_outer_step_makes_d_steps_discriminator_updates():
+  """trainer.d_steps = 3: one outer step of train_loop updates D three
+  times, E and G once each."""
+  strategy = tf.distribute.get_strategy()
+  trainer = _trainer(strategy, bindings=["trainer.d_steps = 3"])
+  assert trainer.d_steps == 3
+  iterator = iter(strategy.distribute_datasets_from_function(
+      lambda ctx: training_worker.synthetic_dataset(8, ctx)))
+  before = {role: int(optimizer.iterations)
+            for role, optimizer in trainer.optimizers.items()}
+  assert before == {"generator": 0, "encoder": 0, "discriminator": 0}
+  trainer.train_loop(iterator, tf.constant(1))
+  after = {role: int(optimizer.iterations)
+           for role, optimizer in trainer.optimizers.items()}
+  assert after == {"generator": 1, "encoder": 1, "discriminator": 3}
+  assert trainer.step() == 1
 
 
 @pytest.mark.parametrize("in_function", [False, True])
