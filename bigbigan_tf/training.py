@@ -620,6 +620,21 @@ def _inner_loop(trainer: Trainer, iterator: Iterator, num_steps: int,
   return metrics
 
 
+def _loop_length(steps_per_loop: int, remaining: int,
+                 max_loop_seconds: Optional[float],
+                 seconds_per_step: Optional[float]) -> int:
+  """Steps of the next inner loop: at most steps_per_loop and the steps
+  left, and with max_loop_seconds, what the last loop's rate fits in it
+  (one step while no loop has been timed: the first includes tracing)."""
+  num = min(steps_per_loop, remaining)
+  if max_loop_seconds is None:
+    return num
+  if seconds_per_step is None:
+    return 1
+  return max(1, min(num, int(max_loop_seconds / max(seconds_per_step,
+                                                    1e-9))))
+
+
 @gin.configurable("train", denylist=["model_dir", "strategy"])
 def train(model_dir: str,
           strategy: Optional[tf.distribute.Strategy] = None,
@@ -635,6 +650,7 @@ def train(model_dir: str,
           dataset_split: str = "train",
           checkpoint_input_pipeline: bool = True,
           mixed_precision: bool = False,
+          max_loop_seconds: Optional[float] = 10.0,
           seed: int = 0) -> dict[str, float]:
   """Trains the gin-bound BigBiGAN in `model_dir`, resuming if possible.
 
@@ -644,7 +660,13 @@ def train(model_dir: str,
     strategy: a tf.distribute strategy (default: the default strategy).
     train_steps: total outer steps (each = d_steps D updates + one E+G update).
     batch_size: global batch size.
-    steps_per_loop: outer steps per compiled inner loop (between host work).
+    steps_per_loop: outer steps per compiled inner loop (between host work),
+      at most; see max_loop_seconds.
+    max_loop_seconds: an inner loop runs at most about this long: its length
+      is cut to the steps the previous loop's rate fits in this time (the
+      first loop runs one step). SIGTERM is acted on between loops, so a
+      preempted run saves a checkpoint at most this much training old, what
+      ever steps_per_loop is. None: loops of steps_per_loop steps.
     checkpoint_every: steps between checkpoints (rounded up to whole loops).
     keep_checkpoints: checkpoints kept by the CheckpointManager.
     image_every: steps between image grids (EMA weights, standing stats).
@@ -661,7 +683,9 @@ def train(model_dir: str,
     seed: latent and data seed.
 
   Returns:
-    The host-side metrics of the last inner loop (means over its steps).
+    The host-side metrics of the last inner loop (means over its steps);
+    after a SIGTERM also "preempted_at_step", the step of the checkpoint it
+    saved.
 
   Raises:
     NonFiniteLossError: a loss became NaN/inf (no checkpoint is written;
@@ -698,12 +722,16 @@ def train(model_dir: str,
     wrote_config = False
     try:
       with actions.sigterm_flag() as preempted:
+        seconds_per_step = None
         while trainer.step() < train_steps and not preempted:
-          num = min(steps_per_loop, train_steps - trainer.step())
+          num = _loop_length(steps_per_loop, train_steps - trainer.step(),
+                             max_loop_seconds, seconds_per_step)
           loop_start = time.time()
           metrics = _inner_loop(trainer, iterator, num, manager)
-          metrics["images_per_second"] = progress.report(
-              metrics, num, time.time() - loop_start)
+          seconds = time.time() - loop_start
+          seconds_per_step = seconds / num
+          metrics["images_per_second"] = progress.report(metrics, num,
+                                                         seconds)
           step = trainer.step()
           # Actions between inner loops.
           actions.write_scalars(writer, trainer, metrics, step)
@@ -720,8 +748,11 @@ def train(model_dir: str,
           if due(checkpoint_every):
             manager.save(checkpoint_number=step)
         if preempted:
-          path = manager.save(checkpoint_number=trainer.step())
-          logging.warning("SIGTERM received: saved %s; exiting.", path)
+          step = trainer.step()
+          path = manager.save(checkpoint_number=step)
+          logging.warning("SIGTERM received: preempted at step %d; saved %s; "
+                          "exiting.", step, path)
+          metrics["preempted_at_step"] = float(step)
     finally:
       writer.flush()
   return metrics

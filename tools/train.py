@@ -44,7 +44,12 @@ def main(argv):
   except ValueError as error:  # A missing file or a typo: say which.
     raise app.UsageError(str(error)) from error
   strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
-  training.train(FLAGS.model_dir, strategy)
+  metrics = training.train(FLAGS.model_dir, strategy)
+  if "preempted_at_step" in metrics:
+    print(f"Preempted at step {int(metrics['preempted_at_step'])}: "
+          "checkpoint saved. Rerun the same command to resume; evaluate with "
+          f"bigbigan-evaluate --model_dir={FLAGS.model_dir}")
+    return
   if FLAGS.evaluate:
     results = actions.evaluate_after_training(strategy, FLAGS.model_dir)
     if results is not None:
