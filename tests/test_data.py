@@ -166,6 +166,54 @@ def test_resnet_augmentation_random_crops_in_training_central_crop_in_eval(
   assert not np.allclose(central, images("none", False))
 
 
+def _pixel_values(image):
+  """[-1, 1] floats back to the uint8 values they were made from."""
+  return np.round((np.asarray(image) + 1.0) * 127.5).astype(np.int64)
+
+
+@pytest.mark.parametrize("height,width", [(4, 12), (12, 4)])
+def test_table3_augmentation_crops_full_short_side_of_non_square_image(
+    height, width):
+  """Table 3 augmentation of a 4x12 (and a 12x4) image whose pixel values
+  name their row and column (20 row + column, in all 3 channels), at
+  resolution 4: no resize. Training: a 4x4 window over the full short side
+  at any of the 9 offsets along the long side, left-right flipped or not.
+  Evaluation: the central window, offset (12 - 4) // 2 = 4."""
+  rows, columns = np.meshgrid(np.arange(height), np.arange(width),
+                              indexing="ij")
+  values = 20 * rows + columns
+  image = tf.constant(np.repeat(values[..., None], 3, -1).astype(np.uint8))
+  long_side = max(height, width)
+
+  def window(offset):
+    if width > height:
+      return values[:, offset:offset + 4]
+    return values[offset:offset + 4, :]
+
+  windows = {offset: window(offset) for offset in range(long_side - 3)}
+  offsets, flips = set(), set()
+  for seed in range(64):
+    out = augmentation_lib.preprocess(
+        image, tf.constant([seed, 3], tf.int64), augmentation="table3",
+        training=True, resolution=4).numpy()
+    assert out.shape == (4, 4, 3)
+    pixels = _pixel_values(out)
+    np.testing.assert_array_equal(pixels[..., 0], pixels[..., 2])
+    found = [(offset, flipped) for offset, expected in windows.items()
+             for flipped in (False, True)
+             if np.array_equal(pixels[..., 0],
+                               expected[:, ::-1] if flipped else expected)]
+    assert found, (seed, pixels[..., 0])
+    offsets.add(found[0][0])
+    flips.add(found[0][1])
+  # Every offset is reached, the last one (the long side's end) included.
+  assert offsets == set(range(long_side - 3))
+  assert flips == {False, True}
+  central = augmentation_lib.preprocess(image, None, augmentation="table3",
+                                        training=False, resolution=4)
+  np.testing.assert_array_equal(_pixel_values(central)[..., 1], window(4))
+
+
 def test_unknown_augmentation_lists_valid_names(data_dir):
   with pytest.raises(ValueError, match="resnet.*table3"):
     data.make_dataset("mnist5k", "train", RESOLUTION, 4, data_dir=data_dir,
