@@ -231,3 +231,75 @@ def test_joint_pairing_scores_tell_whether_j_uses_the_pairing():
                                        _pairing_batches()) == {}
   with pytest.raises(ValueError, match="two or more examples"):
     evaluate.joint_pairing_scores(_PairingModel(), _pairing_batches((1, 1)))
+
+
+class _CountingEncoder:
+  """Stands in for E: outputs that are simple functions of the images, and
+  a count of the images it has encoded."""
+
+  def __init__(self, scale):
+    self.scale = scale
+    self.images_seen = tf.Variable(0, dtype=tf.int64)
+
+  def __call__(self, x, training):
+    assert not training
+    self.images_seen.assign_add(tf.shape(x, out_type=tf.int64)[0])
+    return {common.AVEPOOL_FEAT: self.scale * tf.reduce_mean(x, [1, 2]),
+            common.Z_MEAN: self.scale * x[:, 0, 0, :],
+            common.Z_SAMPLE: self.scale * tf.reduce_max(x, [1, 2])}
+
+
+def _direct_outputs(scale, images):
+  return {common.AVEPOOL_FEAT: scale * images.mean(axis=(1, 2)),
+          common.Z_MEAN: scale * images[:, 0, 0, :],
+          common.Z_SAMPLE: scale * images.max(axis=(1, 2))}
+
+
+def test_in_memory_features_cache_every_key_of_each_encoder(monkeypatch):
+  """The first request of an encoder computes its AvePool features and
+  latent mean in one pass; a key outside those is computed once, then
+  served from that encoder's entry like the others."""
+  rng = np.random.default_rng(0)
+  arrays = {"train": (rng.uniform(-1, 1, (6, 4, 4, 3)).astype(np.float32),
+                      np.arange(6)),
+            "test": (rng.uniform(-1, 1, (4, 4, 4, 3)).astype(np.float32),
+                     np.arange(4) + 10)}
+  monkeypatch.setattr(evaluate.data, "load_arrays",
+                      lambda dataset, split, **unused: arrays[split])
+  passes = []
+  original = evaluate.encoder_outputs
+
+  def recorded(encoder, images, keys, batch_size=250):
+    passes.append((encoder, len(images), tuple(keys)))
+    return original(encoder, images, keys, batch_size)
+
+  monkeypatch.setattr(evaluate, "encoder_outputs", recorded)
+  splits = evaluate._InMemorySplits(  # pylint: disable=protected-access
+      "fake", {"train": {"split": "train"}, "test": {"split": "test"}},
+      resolution=4, data_dir=None, pool=lambda x: x, batch_size=4)
+  first, second = _CountingEncoder(1.0), _CountingEncoder(-2.0)
+  requests = [(first, common.AVEPOOL_FEAT), (first, common.Z_MEAN),
+              (first, common.Z_SAMPLE), (first, common.Z_SAMPLE),
+              (second, common.Z_SAMPLE), (second, common.AVEPOOL_FEAT),
+              (first, common.Z_SAMPLE), (first, common.AVEPOOL_FEAT),
+              (second, common.Z_SAMPLE)]
+  for encoder, key in requests:
+    train_f, train_y, test_f, test_y = splits.features(encoder, "tag", key)
+    np.testing.assert_allclose(
+        train_f, _direct_outputs(encoder.scale, arrays["train"][0])[key],
+        rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        test_f, _direct_outputs(encoder.scale, arrays["test"][0])[key],
+        rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(train_y, arrays["train"][1])
+    np.testing.assert_array_equal(test_y, arrays["test"][1])
+  both = (common.AVEPOOL_FEAT, common.Z_MEAN)
+  assert passes == [
+      (first, 6, both + (common.AVEPOOL_FEAT,)),
+      (first, 4, both + (common.AVEPOOL_FEAT,)),
+      (first, 6, (common.Z_SAMPLE,)), (first, 4, (common.Z_SAMPLE,)),
+      (second, 6, both + (common.Z_SAMPLE,)),
+      (second, 4, both + (common.Z_SAMPLE,))]
+  # Each split went through each encoder's network once per pass.
+  assert int(first.images_seen) == 2 * (6 + 4)
+  assert int(second.images_seen) == 6 + 4
