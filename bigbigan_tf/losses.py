@@ -38,6 +38,33 @@ def hinge(t: tf.Tensor) -> tf.Tensor:
   return tf.nn.relu(1.0 - t)
 
 
+_PAIRS = ((ENCODER_PAIRS, 1.0), (GENERATOR_PAIRS, -1.0))
+
+
+def _signed_terms(encoder_scores: Mapping[str, tf.Tensor],
+                  generator_scores: Mapping[str, tf.Tensor], fn,
+                  prefix: str = "") -> dict:
+  """fn(y * s) of every score present, y = +1 on encoder pairs and -1 on
+  generator pairs: "<prefix><pair>_<score>" -> [N] (encoder pairs first,
+  scores in common.SCORE_KEYS order)."""
+  terms = {}
+  for (pair, sign), scores in zip(_PAIRS, (encoder_scores, generator_scores)):
+    for key in _present(scores):
+      terms[f"{prefix}{pair}_{key}"] = fn(sign * tf.cast(scores[key],
+                                                         tf.float32))
+  return terms
+
+
+def _summed_over_scores(terms: dict, prefix: str,
+                        encoder_scores: Mapping[str, tf.Tensor],
+                        generator_scores: Mapping[str, tf.Tensor]
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+  """Each pair type's per-example sum of its `terms`."""
+  return tuple(
+      tf.add_n([terms[f"{prefix}{pair}_{k}"] for k in _present(scores)])
+      for (pair, _), scores in zip(_PAIRS, (encoder_scores, generator_scores)))
+
+
 def discriminator_loss(encoder_scores: Mapping[str, tf.Tensor],
                        generator_scores: Mapping[str, tf.Tensor]
                        ) -> tuple[tf.Tensor, tf.Tensor, dict]:
@@ -51,32 +78,18 @@ def discriminator_loss(encoder_scores: Mapping[str, tf.Tensor],
     (encoder_loss [N], generator_loss [M], terms) where terms maps
     "d_<pair>_<score>" to the per-example hinge term of that score.
   """
-  terms = {}
-  for pair, scores, sign in ((ENCODER_PAIRS, encoder_scores, 1.0),
-                             (GENERATOR_PAIRS, generator_scores, -1.0)):
-    for key in _present(scores):
-      terms[f"d_{pair}_{key}"] = hinge(sign * tf.cast(scores[key], tf.float32))
-  encoder_loss = tf.add_n([terms[f"d_{ENCODER_PAIRS}_{k}"]
-                           for k in _present(encoder_scores)])
-  generator_loss = tf.add_n([terms[f"d_{GENERATOR_PAIRS}_{k}"]
-                             for k in _present(generator_scores)])
-  return encoder_loss, generator_loss, terms
+  terms = _signed_terms(encoder_scores, generator_scores, hinge, "d_")
+  return (*_summed_over_scores(terms, "d_", encoder_scores, generator_scores),
+          terms)
 
 
 def encoder_generator_loss(encoder_scores: Mapping[str, tf.Tensor],
                            generator_scores: Mapping[str, tf.Tensor]
                            ) -> tuple[tf.Tensor, tf.Tensor, dict]:
   """l_EG per example for each pair type (same conventions as above)."""
-  terms = {}
-  for pair, scores, sign in ((ENCODER_PAIRS, encoder_scores, 1.0),
-                             (GENERATOR_PAIRS, generator_scores, -1.0)):
-    for key in _present(scores):
-      terms[f"eg_{pair}_{key}"] = sign * tf.cast(scores[key], tf.float32)
-  encoder_loss = tf.add_n([terms[f"eg_{ENCODER_PAIRS}_{k}"]
-                           for k in _present(encoder_scores)])
-  generator_loss = tf.add_n([terms[f"eg_{GENERATOR_PAIRS}_{k}"]
-                             for k in _present(generator_scores)])
-  return encoder_loss, generator_loss, terms
+  terms = _signed_terms(encoder_scores, generator_scores, lambda t: t, "eg_")
+  return (*_summed_over_scores(terms, "eg_", encoder_scores,
+                               generator_scores), terms)
 
 
 def hinge_activity(encoder_scores: Mapping[str, tf.Tensor],
@@ -89,10 +102,5 @@ def hinge_activity(encoder_scores: Mapping[str, tf.Tensor],
   Returns:
     "<pair>_<score>" -> float32 [N] of 1.0 (active) or 0.0.
   """
-  activity = {}
-  for pair, scores, sign in ((ENCODER_PAIRS, encoder_scores, 1.0),
-                             (GENERATOR_PAIRS, generator_scores, -1.0)):
-    for key in _present(scores):
-      margin = sign * tf.cast(scores[key], tf.float32)
-      activity[f"{pair}_{key}"] = tf.cast(margin < 1.0, tf.float32)
-  return activity
+  return _signed_terms(encoder_scores, generator_scores,
+                       lambda margin: tf.cast(margin < 1.0, tf.float32))
