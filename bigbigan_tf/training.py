@@ -35,6 +35,7 @@ from bigbigan_tf import checkpoints
 from bigbigan_tf import data
 from bigbigan_tf import distribute
 from bigbigan_tf import layers
+from bigbigan_tf import lease as lease_lib
 from bigbigan_tf import losses
 from bigbigan_tf import model as model_lib
 from bigbigan_tf import optimizers
@@ -635,7 +636,7 @@ def _loop_length(steps_per_loop: int, remaining: int,
                                                     1e-9))))
 
 
-@gin.configurable("train", denylist=["model_dir", "strategy"])
+@gin.configurable("train", denylist=["model_dir", "strategy", "take_over_stale_lease"])
 def train(model_dir: str,
           strategy: Optional[tf.distribute.Strategy] = None,
           *,
@@ -651,7 +652,8 @@ def train(model_dir: str,
           checkpoint_input_pipeline: bool = True,
           mixed_precision: bool = False,
           max_loop_seconds: Optional[float] = 10.0,
-          seed: int = 0) -> dict[str, float]:
+          seed: int = 0,
+          take_over_stale_lease: bool = False) -> dict[str, float]:
   """Trains the gin-bound BigBiGAN in `model_dir`, resuming if possible.
 
   Args:
@@ -681,6 +683,9 @@ def train(model_dir: str,
     mixed_precision: mixed bfloat16 compute (for this call only: the global
       Keras policy is restored on return).
     seed: latent and data seed.
+    take_over_stale_lease: take over model_dir's lease when its holder has
+      stopped without releasing it (bigbigan-train --force; see
+      bigbigan_tf.lease). A live holder is never displaced.
 
   Returns:
     The host-side metrics of the last inner loop (means over its steps);
@@ -691,8 +696,38 @@ def train(model_dir: str,
     NonFiniteLossError: a loss became NaN/inf (no checkpoint is written;
       the last good one stays intact).
     ValueError: model_dir belongs to another architecture; bad config.
+    lease.LeaseHeldError: another trainer holds model_dir.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  # One lease per job: the chief (the worker that writes checkpoints) holds it.
+  holder = (lease_lib.Lease(model_dir)
+            if getattr(strategy.extended, "should_checkpoint", True) else None)
+  if holder is not None:
+    holder.acquire(take_over_stale=take_over_stale_lease)
+  try:
+    return _train(model_dir, strategy, holder, train_steps=train_steps,
+                  batch_size=batch_size, steps_per_loop=steps_per_loop,
+                  checkpoint_every=checkpoint_every,
+                  keep_checkpoints=keep_checkpoints, image_every=image_every,
+                  eval_every=eval_every,
+                  standing_stats_batches=standing_stats_batches,
+                  dataset_split=dataset_split,
+                  checkpoint_input_pipeline=checkpoint_input_pipeline,
+                  mixed_precision=mixed_precision,
+                  max_loop_seconds=max_loop_seconds, seed=seed)
+  finally:
+    if holder is not None:
+      holder.release()
+
+
+def _train(model_dir: str, strategy: tf.distribute.Strategy,
+           holder: Optional[lease_lib.Lease], *, train_steps: int,
+           batch_size: int, steps_per_loop: int, checkpoint_every: int,
+           keep_checkpoints: int, image_every: int, eval_every: int,
+           standing_stats_batches: int, dataset_split: str,
+           checkpoint_input_pipeline: bool, mixed_precision: bool,
+           max_loop_seconds: Optional[float], seed: int) -> dict[str, float]:
+  """`train`'s work, with model_dir's lease held (None: not the chief)."""
   with _precision_policy(mixed_precision):
     with strategy.scope():
       model = model_lib.configured_bigbigan()
@@ -730,6 +765,8 @@ def train(model_dir: str,
           metrics = _inner_loop(trainer, iterator, num, manager)
           seconds = time.time() - loop_start
           seconds_per_step = seconds / num
+          if holder is not None:
+            holder.refresh()
           metrics["images_per_second"] = progress.report(metrics, num,
                                                          seconds)
           step = trainer.step()

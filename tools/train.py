@@ -20,6 +20,7 @@ with quiet_native_start():
   from bigbigan_tf import actions
   from bigbigan_tf import config
   from bigbigan_tf import distribute
+  from bigbigan_tf import lease
   from bigbigan_tf.evaluation import evaluator
   from bigbigan_tf import training
   tf.config.list_logical_devices()
@@ -31,6 +32,9 @@ flags.DEFINE_multi_string("gin_bindings", [], "gin bindings (win over files).")
 flags.DEFINE_enum("strategy", distribute.DEFAULT, distribute.STRATEGIES,
                   "Distribution strategy (--tpu implies tpu).")
 flags.DEFINE_string("tpu", None, "TPU name/address ('local' on a TPU VM).")
+flags.DEFINE_bool("force", False,
+                  "Take over the model_dir's lease if the trainer that held "
+                  "it stopped without releasing it (a live one is refused).")
 flags.DEFINE_bool("evaluate", True,
                   "Run the gin-bound evaluation after training and print it.")
 flags.mark_flag_as_required("model_dir")
@@ -44,7 +48,11 @@ def main(argv):
   except ValueError as error:  # A missing file or a typo: say which.
     raise app.UsageError(str(error)) from error
   strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
-  metrics = training.train(FLAGS.model_dir, strategy)
+  try:
+    metrics = training.train(FLAGS.model_dir, strategy,
+                             take_over_stale_lease=FLAGS.force)
+  except lease.LeaseHeldError as error:
+    raise app.UsageError(str(error)) from error
   if "preempted_at_step" in metrics:
     print(f"Preempted at step {int(metrics['preempted_at_step'])}: "
           "checkpoint saved. Rerun the same command to resume; evaluate with "
