@@ -20,6 +20,7 @@ replicas, and a resumed run draws the same latents as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from typing import Iterator, Optional, Sequence
@@ -46,6 +47,47 @@ LEARNING_RATE_DECAYS = ("constant", "linear")
 LATENT_REGRESSION_STATISTICS = ("batch", "moving")
 # Kept here too: checkpoints and tests name the optimiser by this path.
 FusedAdam = optimizers.FusedAdam
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written for lack of space.
+
+  Attributes:
+    summary: the one-line message (gin adds the configurable's name to the
+      exception's own text).
+  """
+
+  def __init__(self, summary: str):
+    super().__init__(summary)
+    self.summary = summary
+
+
+def _is_out_of_space(error: Exception) -> bool:
+  if isinstance(error, tf.errors.ResourceExhaustedError):
+    return True
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  return "No space left" in str(error)
+
+
+def _save_checkpoint(manager: tf.train.CheckpointManager, step: int) -> str:
+  """manager.save at `step`; a full disk ends training with one message.
+
+  Raises:
+    CheckpointSaveError: no space for the checkpoint. The checkpoints
+      already saved are untouched (a save writes temporary files first).
+  """
+  last_good = manager.latest_checkpoint
+  try:
+    return manager.save(checkpoint_number=step)
+  except (tf.errors.OpError, OSError) as error:
+    if not _is_out_of_space(error):
+      raise
+    raise CheckpointSaveError(
+        f"No space left to save the checkpoint of step {step} in "
+        f"{manager.directory}. Last good checkpoint (untouched): "
+        f"{last_good or 'none'}. Free space there and rerun the same "
+        "command to resume from it.") from None
 
 
 class NonFiniteLossError(RuntimeError):
@@ -783,10 +825,10 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
           if eval_every and due(eval_every):
             actions.evaluate_live(writer, trainer, step)
           if due(checkpoint_every):
-            manager.save(checkpoint_number=step)
+            _save_checkpoint(manager, step)
         if preempted:
           step = trainer.step()
-          path = manager.save(checkpoint_number=step)
+          path = _save_checkpoint(manager, step)
           logging.warning("SIGTERM received: preempted at step %d; saved %s; "
                           "exiting.", step, path)
           metrics["preempted_at_step"] = float(step)

@@ -53,6 +53,8 @@ def main(argv):
                              take_over_stale_lease=FLAGS.force)
   except lease.LeaseHeldError as error:
     raise app.UsageError(str(error)) from error
+  except training.CheckpointSaveError as error:
+    raise SystemExit(f"bigbigan-train: {error.summary}") from None
   if "preempted_at_step" in metrics:
     print(f"Preempted at step {int(metrics['preempted_at_step'])}: "
           "checkpoint saved. Rerun the same command to resume; evaluate with "
