@@ -214,6 +214,23 @@ def test_table3_augmentation_crops_full_short_side_of_non_square_image(
   np.testing.assert_array_equal(_pixel_values(central)[..., 1], window(4))
 
 
+@pytest.mark.parametrize("argument,value", [
+    ("batch_size", 0), ("batch_size", True), ("batch_size", 2.0),
+    ("shuffle_buffer_size", -1), ("d_resolution", 0)])
+def test_integer_arguments_must_be_ints_of_at_least_one(data_dir, argument,
+                                                        value):
+  arguments = {"batch_size": 4, argument: value}
+  with pytest.raises(ValueError) as error:
+    data.make_dataset("mnist5k", "train", RESOLUTION, data_dir=data_dir,
+                      **arguments)
+  # (gin adds the configurable's name on a line of its own.)
+  assert str(error.value).splitlines()[0] == (
+      f"{argument} must be an int >= 1; received {value!r}.")
+  # NumPy integers are ints.
+  data.make_dataset("mnist5k", "train", RESOLUTION, np.int64(4),
+                    data_dir=data_dir)
+
+
 def test_unknown_augmentation_lists_valid_names(data_dir):
   with pytest.raises(ValueError, match="resnet.*table3"):
     data.make_dataset("mnist5k", "train", RESOLUTION, 4, data_dir=data_dir,

@@ -202,18 +202,11 @@ def _tfds_source(builder: tfds.core.DatasetBuilder, split: str, *,
 # ---------------------------------------------------------------------------
 
 
-def _check_positive_int(value: object, what: str) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f"Expected {what} to be an int, got {value!r}.")
-  if value <= 0:
-    raise ValueError(f"Expected {what} > 0, got {value}.")
-
-
 def _pool_factor(resolution: int, d_resolution: int | None) -> int | None:
   """Validates d_resolution; returns the pooling factor or None (no image_d)."""
   if d_resolution is None:
     return None
-  _check_positive_int(d_resolution, "d_resolution")
+  common.check_int(d_resolution, "d_resolution")
   if d_resolution > resolution:
     raise ValueError(f"Expected d_resolution <= resolution ({resolution}), "
                      f"got d_resolution={d_resolution}.")
@@ -249,9 +242,9 @@ def _build_dataset(name: str,
                    shuffle_buffer_size: int = _DEFAULT_SHUFFLE_BUFFER,
                    drop_remainder: bool | None = None) -> tf.data.Dataset:
   """Implementation of `make_dataset` (not bound by gin); see there."""
-  _check_positive_int(resolution, "resolution")
-  _check_positive_int(batch_size, "batch_size")
-  _check_positive_int(shuffle_buffer_size, "shuffle_buffer_size")
+  common.check_int(resolution, "resolution")
+  common.check_int(batch_size, "batch_size")
+  common.check_int(shuffle_buffer_size, "shuffle_buffer_size")
   if augmentation not in augmentation_lib.AUGMENTATIONS:
     raise ValueError(f"Unknown augmentation {augmentation!r}; expected one of "
                      f"{', '.join(augmentation_lib.AUGMENTATIONS)}.")
@@ -484,7 +477,7 @@ def evaluation_dataset(name: str,
     [-1, 1], LABEL: int32 [B]}; B = batch_size except maybe in the last batch.
   """
   if max_examples is not None:
-    _check_positive_int(max_examples, "max_examples")
+    common.check_int(max_examples, "max_examples")
   dataset = _build_dataset(
       name,
       split,

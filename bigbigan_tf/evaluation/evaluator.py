@@ -391,12 +391,8 @@ def _check_evaluation_options(feature_dtype: str,
   if feature_dtype not in feature_store.DTYPES:
     raise ValueError(f"evaluation.feature_dtype must be one of "
                      f"{feature_store.DTYPES}; received {feature_dtype!r}.")
-  if pixel_probe_max_examples is not None and (
-      isinstance(pixel_probe_max_examples, bool) or
-      not isinstance(pixel_probe_max_examples, int) or
-      pixel_probe_max_examples < 1):
-    raise ValueError("evaluation.pixel_probe_max_examples must be None or an "
-                     f"int >= 1; received {pixel_probe_max_examples!r}.")
+  common.check_int(pixel_probe_max_examples,
+                   "evaluation.pixel_probe_max_examples", allow_none=True)
 
 
 def _encoder_figures(splits, encoder, prefix: str, probe_steps: int,

@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from bigbigan_tf.networks import common
+
 LAYOUTS = ("columns", "rows")
 # Smallest side of a displayed cell, in pixels (`display_zoom`).
 MIN_DISPLAY_SIZE = 128
@@ -38,8 +40,7 @@ def display_zoom(size: int, min_size: int = MIN_DISPLAY_SIZE) -> int:
 
 def _magnify(images: np.ndarray, zoom: int) -> np.ndarray:
   """Nearest-neighbour upsampling of [N, h, w, C] by an integer factor."""
-  if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
-    raise ValueError(f"zoom must be an int >= 1; received {zoom!r}.")
+  common.check_int(zoom, "zoom")
   if zoom == 1:
     return images
   return np.repeat(np.repeat(images, zoom, axis=1), zoom, axis=2)

@@ -38,6 +38,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from bigbigan_tf.networks import common
+
 FEATURE_TYPES = ("avepool", "bn_crelu")
 OPTIMIZERS = ("momentum", "adam")
 METRICS = ("cosine", "euclidean")
@@ -83,13 +85,6 @@ def _as_source(features, name: str):
   return features
 
 
-def _check_chunk(rows_per_chunk: int, name: str = "rows_per_chunk") -> None:
-  if isinstance(rows_per_chunk, bool) or not isinstance(
-      rows_per_chunk, (int, np.integer)) or rows_per_chunk < 1:
-    raise ValueError(
-        f"{name} must be an int >= 1; received {rows_per_chunk!r}.")
-
-
 def _chunks(num_rows: int, rows_per_chunk: int):
   for start in range(0, num_rows, rows_per_chunk):
     yield slice(start, min(start + rows_per_chunk, num_rows))
@@ -110,7 +105,7 @@ def feature_moments(
     ValueError: features not [N, D], or no rows.
   """
   features = _as_source(features, "features")
-  _check_chunk(rows_per_chunk)
+  common.check_int(rows_per_chunk, "rows_per_chunk")
   num_rows, dim = features.shape
   if num_rows == 0:
     raise ValueError("feature_moments needs at least one row; received 0.")
@@ -391,7 +386,7 @@ def _checked_probe_options(train_labels, test_labels, num_classes,
     raise ValueError(
         "Expected num_steps >= 0, batch_size >= 1 and steps_per_loop >= 1; "
         f"received {num_steps}, {batch_size} and {steps_per_loop}.")
-  _check_chunk(rows_per_chunk)
+  common.check_int(rows_per_chunk, "rows_per_chunk")
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f"ema_decay must be in [0, 1); received {ema_decay}.")
   largest_label = int(max(train_labels.max(), test_labels.max()))
@@ -615,8 +610,8 @@ def knn_accuracy(train_features: Features,
       train_features, train_labels, test_features, test_labels)
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}; received {metric!r}.")
-  _check_chunk(batch_size, "batch_size")
-  _check_chunk(key_batch_size, "key_batch_size")
+  common.check_int(batch_size, "batch_size")
+  common.check_int(key_batch_size, "key_batch_size")
   num_train = train_features.shape[0]
   if not 1 <= k <= num_train:
     raise ValueError(
@@ -701,11 +696,8 @@ def effective_rank(features: Features,
     ValueError: features not [N, D], fewer than 2 rows, or a bad max_rows.
   """
   features = _as_source(features, "features")
-  _check_chunk(rows_per_chunk)
-  if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(
-      max_rows, (int, np.integer)) or max_rows < 2):
-    raise ValueError(
-        f"max_rows must be None or an int >= 2; received {max_rows!r}.")
+  common.check_int(rows_per_chunk, "rows_per_chunk")
+  common.check_int(max_rows, "max_rows", minimum=2, allow_none=True)
   num_rows = features.shape[0] if max_rows is None else min(
       features.shape[0], max_rows)
   if num_rows < 2:

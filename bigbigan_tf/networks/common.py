@@ -7,6 +7,7 @@ import random
 from typing import Optional, Sequence
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 # Encoder output keys (the released BigBiGAN Hub module's names).
@@ -23,6 +24,18 @@ SCORE_XZ = "score_xz"
 # Every score D can emit, in this order.
 SCORE_KEYS = (SCORE_X, SCORE_Z, SCORE_XZ)
 FEATURES_X = "features_x"
+
+
+def check_int(value: object, name: str, minimum: int = 1,
+              allow_none: bool = False) -> None:
+  """Raises ValueError unless `value` is an int (Python or NumPy, not a
+  bool) >= `minimum`, or None when `allow_none`."""
+  if value is None and allow_none:
+    return
+  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+      or value < minimum):
+    expected = f"{'None or ' if allow_none else ''}an int >= {minimum}"
+    raise ValueError(f"{name} must be {expected}; received {value!r}.")
 
 
 def check_shape(name: str, tensor: tf.Tensor,

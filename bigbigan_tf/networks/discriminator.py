@@ -158,11 +158,7 @@ class Discriminator(common.BuiltByFirstCall, keras.Model):
     mlp = lambda name: ResidualMLP(mlp_width, mlp_blocks,
                                    use_spectral_norm=use_spectral_norm,
                                    dropout=mlp_dropout, name=name)
-    if joint_x_width is not None and (
-        isinstance(joint_x_width, bool) or not isinstance(joint_x_width, int)
-        or joint_x_width < 1):
-      raise ValueError("joint_x_width must be None or an int >= 1; received "
-                       f"{joint_x_width!r}.")
+    common.check_int(joint_x_width, "joint_x_width", allow_none=True)
     self.joint_x_projection = (
         layers.SNDense(joint_x_width, use_spectral_norm=use_spectral_norm,
                        kernel_initializer="orthogonal", name="joint_x")
