@@ -45,7 +45,6 @@ import statistics
 import time
 from typing import Any, Iterable, NamedTuple, Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -280,12 +279,10 @@ class Setup(NamedTuple):
 def build(settings: Settings) -> Setup:
   """Strategy, gin-bound model, Trainer and input iterator for `settings`.
 
-  Sets the global Keras precision policy to mixed_bfloat16 if asked (the
-  caller restores it).
+  The networks take the global Keras precision policy in force: `run` calls
+  this inside `training._precision_policy(settings.mixed_precision)`.
   """
   strategy = distribute.make_strategy(settings.strategy, settings.tpu)
-  if settings.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
   global_batch = settings.per_replica_batch * strategy.num_replicas_in_sync
   trainer_args = {}
   if settings.d_steps is not None:
@@ -331,8 +328,7 @@ def run(settings: Settings,
   Returns:
     A flat dict of settings and figures (JSON-serialisable).
   """
-  previous_policy = keras.mixed_precision.global_policy().name
-  try:
+  with training._precision_policy(settings.mixed_precision):  # pylint: disable=protected-access
     strategy, model, trainer, iterator = build(settings)
     replicas = strategy.num_replicas_in_sync
     global_batch = trainer.global_batch_size
@@ -400,8 +396,6 @@ def run(settings: Settings,
     results["peak_device_memory_bytes"] = _device_peak_memory(
         _replica_devices(strategy))
     return results
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
 
 
 # -- the encoder alone ------------------------------------------------------------
@@ -452,10 +446,7 @@ def run_encoder(settings: Settings,
     A flat dict of settings and figures (JSON-serialisable); the timing and
     memory keys are those of `run`.
   """
-  previous_policy = keras.mixed_precision.global_policy().name
-  try:
-    if settings.mixed_precision:
-      keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  with training._precision_policy(settings.mixed_precision):  # pylint: disable=protected-access
     encoder = networks.Encoder()  # Arguments from the gin bindings.
     devices = _replica_devices(tf.distribute.get_strategy())
     images = tf.random.stateless_uniform(
@@ -521,8 +512,6 @@ def run_encoder(settings: Settings,
                                 if k != "total"}
       results["achieved_flops_per_second"] = flops["total"] / step_time
     return results
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def machine_description() -> str:

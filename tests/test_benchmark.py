@@ -209,12 +209,24 @@ def test_run_figures_are_consistent(tmp_path, clock, known_host_memory):
 
 
 @pytest.mark.slow
-def test_mixed_precision_counts_the_same_flops_and_restores_policy():
+def test_mixed_precision_counts_the_same_flops_and_restores_policy(
+    monkeypatch):
   config.parse([SMOKE], SMALL)
   settings = benchmark.Settings(per_replica_batch=2, d_steps=1,
                                 mixed_precision=True, steps_per_loop=1,
                                 loops=1, warmup_loops=0)
+  policies = []
+  build = benchmark.build
+
+  def recorded_build(*args):
+    policies.append(keras.mixed_precision.global_policy().name)
+    return build(*args)
+
+  monkeypatch.setattr(benchmark, "build", recorded_build)
   result = benchmark.run(settings, peak_flops=1e12)
+  monkeypatch.undo()
+  # The networks were built under mixed bfloat16; the policy is back after.
+  assert policies == ["mixed_bfloat16"]
   assert keras.mixed_precision.global_policy().name == "float32"
   assert result["mixed_precision"] is True
   float32 = benchmark.build(benchmark.Settings(per_replica_batch=2, d_steps=1))
@@ -306,3 +318,27 @@ def test_encoder_only_step_figures(clock, known_host_memory):
   assert result["trainable_parameters"] > 0
   json.dumps(result)
   assert result["config"] in benchmark.format_table([result])
+
+
+def test_encoder_only_builds_under_mixed_precision_and_restores_policy(
+    monkeypatch):
+  config.parse([], [
+      "encoder.resolution = 32", "encoder.architecture = 'revnet'",
+      "encoder.base_channels = 4", "encoder.units_per_stage = (1, 1)",
+      "encoder.stem = 'small'", "encoder.z_dim = 4", "encoder.mlp_width = 8"])
+  policies = []
+  encoder_class = benchmark.networks.Encoder
+
+  def recorded_encoder():
+    encoder = encoder_class()
+    policies.append(encoder.dtype_policy.name)
+    return encoder
+
+  monkeypatch.setattr(benchmark.networks, "Encoder", recorded_encoder)
+  result = benchmark.run_encoder(
+      benchmark.Settings(per_replica_batch=2, mixed_precision=True,
+                         steps_per_loop=1, loops=1, warmup_loops=0),
+      count_flops=False)
+  assert policies == ["mixed_bfloat16"]
+  assert result["mixed_precision"] is True
+  assert keras.mixed_precision.global_policy().name == "float32"
