@@ -16,6 +16,8 @@ _CONFIG_PACKAGES = {
     "bigbigan_tf.configs.table3": "gin/table3",
 }
 
+_CPU = ["tensorflow>=2.18", "tensorflow-hub>=0.16"]
+
 setuptools.setup(
     name="bigbigan_tf",
     version="0.2.0",
@@ -30,11 +32,13 @@ setuptools.setup(
         "bigbigan_tf.data.mnist5k": ["dummy_data/*.csv.gz"],
     },
     python_requires=">=3.11",
+    # TensorFlow itself comes from an extra: a TPU VM's TensorFlow is the
+    # `tensorflow-tpu` distribution, which a `tensorflow` requirement (here,
+    # or through tensorflow-hub -> tf-keras) would replace with the CPU
+    # wheel. CPUs and GPUs: '.[cpu]'; TPU VMs: '.[tpu]' (docs/tpu.md).
     install_requires=[
-        "tensorflow>=2.18",
         "keras>=3",
         "tensorflow-datasets>=4.9",
-        "tensorflow-hub>=0.16",
         "tensorboard",
         "gin-config>=0.5",
         "absl-py",
@@ -52,8 +56,12 @@ setuptools.setup(
         "importlib_resources",
     ],
     extras_require={
+        # TensorFlow and TF-Hub (loading modules, FID's Inception).
+        "cpu": _CPU,
+        # A TPU VM keeps its own TensorFlow; --tpu=NAME needs the client.
+        "tpu": ["cloud-tpu-client"],
         # dill: tfds.testing imports it (the MNIST-5k builder test).
-        "test": ["pytest", "pytest-xdist", "tf-keras", "dill"],
+        "test": _CPU + ["pytest", "pytest-xdist", "tf-keras", "dill"],
     },
     entry_points={
         "console_scripts": [

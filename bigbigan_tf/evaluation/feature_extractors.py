@@ -30,7 +30,6 @@ from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
-import tensorflow_hub as hub
 
 from bigbigan_tf.evaluation import metrics
 
@@ -40,6 +39,20 @@ INCEPTION_LOGITS_KEY = "logits"
 INCEPTION_IMAGE_SIZE = 299
 
 ClassifierFn = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
+
+
+def _hub():
+  """tensorflow_hub, imported where a module is loaded: it requires the
+  `tensorflow` distribution (through tf-keras), which a TPU VM's TensorFlow
+  is not, so training does not need it."""
+  try:
+    import tensorflow_hub  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+        "Loading a TF-Hub module needs tensorflow-hub: pip install "
+        "'bigbigan_tf[cpu]' (CPU/GPU), or on a TPU VM pip install --no-deps "
+        "tensorflow-hub.") from error
+  return tensorflow_hub
 
 
 def _signature_caller(signature: Callable[..., Mapping[str, tf.Tensor]],
@@ -73,7 +86,7 @@ def load_classifier(handle: str,
       attribute, or if no endpoint is given and the object has neither
       `__call__` nor a "serving_default" signature.
   """
-  loaded = hub.load(handle)
+  loaded = _hub().load(handle)
   signatures = getattr(loaded, "signatures", {})
   if endpoint is None:
     if callable(loaded):
