@@ -20,6 +20,7 @@ with quiet_native_start():
   from bigbigan_tf import actions
   from bigbigan_tf import config
   from bigbigan_tf import distribute
+  from bigbigan_tf import dry_run
   from bigbigan_tf import lease
   from bigbigan_tf.evaluation import evaluator
   from bigbigan_tf import training
@@ -35,6 +36,12 @@ flags.DEFINE_string("tpu", None, "TPU name/address ('local' on a TPU VM).")
 flags.DEFINE_bool("force", False,
                   "Take over the model_dir's lease if the trainer that held "
                   "it stopped without releasing it (a live one is refused).")
+flags.DEFINE_bool("dry_run", False,
+                  "Build the configured model at full size on the strategy, "
+                  "run one compiled step on synthetic images at "
+                  "--dry_run_batch per replica, write one checkpoint under "
+                  "MODEL_DIR/dry_run, print sizes, and stop.")
+flags.DEFINE_integer("dry_run_batch", 2, "Images per replica of --dry_run.")
 flags.DEFINE_bool("evaluate", True,
                   "Run the gin-bound evaluation after training and print it.")
 flags.mark_flag_as_required("model_dir")
@@ -48,6 +55,10 @@ def main(argv):
   except ValueError as error:  # A missing file or a typo: say which.
     raise app.UsageError(str(error)) from error
   strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  if FLAGS.dry_run:
+    print(dry_run.format_report(dry_run.dry_run(
+        FLAGS.model_dir, strategy, FLAGS.dry_run_batch)))
+    return
   try:
     metrics = training.train(FLAGS.model_dir, strategy,
                              take_over_stale_lease=FLAGS.force)
