@@ -83,14 +83,19 @@ def test_train_evaluate_export_through_the_console_scripts(tmp_path):
   # The figures are the library's for that checkpoint and those settings:
   # the evaluation run again here, on the restored run (it is seeded, and
   # the judge is read from the cache the tool wrote), gives each of them.
-  # rel=1e-6: float32 reductions in this process (two logical CPU devices,
-  # tests/conftest.py) may round differently from the tool's in the last
-  # bits (seen: 2e-7 on the inversion error); an accuracy over 200 images
-  # cannot move by less than 1/200 and so must be equal.
+  # Counts (accuracies, class-keeping, pairing over 200 images) cannot move
+  # by less than 1/200 and must be equal. Continuous figures computed from
+  # float32 reductions may round differently in this process (two logical
+  # CPU devices, tests/conftest.py) from the tool's in the last bits (seen:
+  # 2e-7 and 1.2e-6 relative on the inversion error): rel=1e-4.
+  counts = ("top1", "top5", "same_class", "keeps_label", "joint_pairing")
   expected = _library_figures(str(model_dir), eval_bindings)
   assert figures.keys() == expected.keys()
   for key, value in expected.items():
-    assert figures[key] == pytest.approx(value, rel=1e-6), key
+    if any(part in key for part in counts):
+      assert figures[key] == pytest.approx(value, abs=1e-12), key
+    else:
+      assert figures[key] == pytest.approx(value, rel=1e-4), key
   for key in figures:
     assert key in evaluate.stdout
 

@@ -659,24 +659,54 @@ def evaluate_model(model: model_lib.BigBiGAN,
     real_images = make_splits(model.resolution, lambda x: x).real_images()
     return sample_quality(model, sample_feature_extractor, real_images,
                           num_samples, seed)
-  folders = None
-  if dataset == data.IMAGE_DIR:
-    folders = _labelled_folders(sources)
-    logging.info("Evaluating on image folders: classes %s; %d probe "
-                 "training and %d held-out images.", folders["classes"],
-                 folders["train"]["num_images"],
-                 folders["test"]["num_images"])
-    if judge:
-      logging.info(
-          "Skipping the reconstruction judge (evaluation.judge): it is a "
-          "CNN trained for a TFDS dataset and cached under its name, and an "
-          "image folder has none; reconstruction_same_class still scores "
-          "reconstructions with the pixel classifier.")
-      judge = False
+  folders, judge = _image_folders(dataset, sources, judge)
   _write_class_index(class_index_path, folders)
-  pool = model.pool_for_discriminator
-  splits = make_splits(model.encoder_resolution, pool)
+  splits = make_splits(model.encoder_resolution, model.pool_for_discriminator)
+  results = _representation_figures(
+      model, splits, probe_steps, knn_k, random_encoder_baseline,
+      standing_stats_examples, seed)
+  reconstruction_judge = (judge_lib.cached_judge(
+      dataset, model.resolution, train_split, test_split, data_dir)
+                          if judge else None)
+  results.update(_reconstruction_figures(
+      model, splits, pixel_classifier, pixel_probe_max_examples,
+      probe_steps if pixel_probe_steps is None else pixel_probe_steps,
+      reconstruction_judge, judge_samples, seed))
+  results.update(_generator_figures(
+      model, splits, inversion_samples, memorisation_examples,
+      inverse_fit_steps, reconstruction_judge, seed))
+  if sample_feature_extractor is not None:
+    results.update(sample_quality(model, sample_feature_extractor,
+                                  splits.real_images(), num_samples, seed))
+  return {k: float(v) for k, v in results.items()}
 
+
+def _image_folders(dataset: str, sources: dict,
+                   judge: bool) -> tuple[Optional[dict], bool]:
+  """The labelled folders' record (None for a TFDS dataset) and whether the
+  judge applies (not to image folders: it is trained per TFDS dataset)."""
+  if dataset != data.IMAGE_DIR:
+    return None, judge
+  folders = _labelled_folders(sources)
+  logging.info("Evaluating on image folders: classes %s; %d probe "
+               "training and %d held-out images.", folders["classes"],
+               folders["train"]["num_images"],
+               folders["test"]["num_images"])
+  if judge:
+    logging.info(
+        "Skipping the reconstruction judge (evaluation.judge): it is a "
+        "CNN trained for a TFDS dataset and cached under its name, and an "
+        "image folder has none; reconstruction_same_class still scores "
+        "reconstructions with the pixel classifier.")
+  return folders, False
+
+
+def _representation_figures(model, splits, probe_steps: int, knn_k: int,
+                            random_encoder_baseline: bool,
+                            standing_stats_examples: int,
+                            seed: int) -> dict:
+  """E's probes, kNN and effective rank, kNN on its latent, and the same
+  probes of a freshly initialised encoder (with standing statistics)."""
   results = _encoder_figures(splits, model.encoder, "", probe_steps, knn_k)
   latent = splits.features(model.encoder, "encoder_z_mean", common.Z_MEAN)
   results[f"latent_knn{knn_k}_top1"] = probe_lib.knn_accuracy(
@@ -689,17 +719,26 @@ def evaluate_model(model: model_lib.BigBiGAN,
                           splits.train_batches(standing_stats_examples))
     results.update(_encoder_figures(splits, fresh, "random_encoder_",
                                     probe_steps))
+  return results
+
+
+def _reconstruction_figures(model, splits, pixel_classifier: Optional[Callable],
+                            pixel_probe_max_examples: Optional[int],
+                            pixel_probe_steps: int,
+                            reconstruction_judge: Optional[judge_lib.Judge],
+                            judge_samples: int, seed: int) -> dict:
+  """How often G(E(x)) keeps x's class (pixel classifier, judge), the
+  pixel probe's own accuracy, and the samples' quality under the judge."""
+  pool = model.pool_for_discriminator
+  results = {}
   if pixel_classifier is None:
     pixel_classifier, results["pixel_linear_probe_top1"] = _pixel_probe(
-        splits, pool, pixel_probe_max_examples,
-        probe_steps if pixel_probe_steps is None else pixel_probe_steps)
+        splits, pool, pixel_probe_max_examples, pixel_probe_steps)
   reconstruct = lambda x: model.reconstruct(x, training=False)
   results.update(_reconstruction_scores(
       reconstruct, lambda x: np.argmax(pixel_classifier(x), axis=-1),
       splits.test_batches(), pool=pool))
-  if judge:
-    reconstruction_judge = judge_lib.cached_judge(
-        dataset, model.resolution, train_split, test_split, data_dir)
+  if reconstruction_judge is not None:
     results["judge_test_top1"] = reconstruction_judge.test_top1
     results.update(_reconstruction_scores(
         reconstruct, reconstruction_judge.classify, splits.test_batches(),
@@ -708,9 +747,19 @@ def evaluate_model(model: model_lib.BigBiGAN,
       results.update(judge_sample_quality(
           model, reconstruction_judge, splits.test_batches(), pool,
           judge_samples, seed))
-  results.update(inversion.reconstruction_ratios(
+  return results
+
+
+def _generator_figures(model, splits, inversion_samples: int,
+                       memorisation_examples: int, inverse_fit_steps: int,
+                       reconstruction_judge: Optional[judge_lib.Judge],
+                       seed: int) -> dict:
+  """Does E invert G (ratios, inversion error, a fitted inverse), D's
+  memorisation gap, and J's use of the pairing."""
+  pool = model.pool_for_discriminator
+  results = inversion.reconstruction_ratios(
       model, model.encoder, splits.test_batches(), pool, inversion_samples,
-      seed))
+      seed)
   if inversion_samples:
     results["inversion_error"] = inversion.inversion_error(
         model, model.encoder, inversion_samples, seed)
@@ -723,7 +772,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
                                            seed=seed)
     results["inverse_fit_inversion_error"] = inversion.inversion_error(
         model, fitted, inversion_samples or 1000, seed)
-    if judge:
+    if reconstruction_judge is not None:
       results.update(_reconstruction_scores(
           lambda x: model.generate(fitted(x, training=False)[common.Z_MEAN],
                                    training=False),
@@ -731,10 +780,7 @@ def evaluate_model(model: model_lib.BigBiGAN,
           "inverse_fit_judge_", pool))
   if getattr(model, "has_joint_score", True):
     results.update(joint_pairing_scores(model, splits.test_batches(), seed))
-  if sample_feature_extractor is not None:
-    results.update(sample_quality(model, sample_feature_extractor,
-                                  splits.real_images(), num_samples, seed))
-  return {k: float(v) for k, v in results.items()}
+  return results
 
 
 def _real_activations(extractor: Callable,
