@@ -6,6 +6,7 @@ is a small action here, run by `training.train` between loops (after orbit's
 actions): summaries, image grids, the live evaluation, progress, SIGTERM.
 Each touches the networks only through compiled calls of the trainer, so on
 a TPU an action costs a fixed number of programs, whatever the model's size.
+(`trainer` below is a bigbigan_tf.training.Trainer, which imports this module.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Iterator, TYPE_CHECKING
+from typing import Iterator
 
 from absl import logging
 import gin
@@ -29,9 +30,6 @@ from bigbigan_tf import model as model_lib
 from bigbigan_tf.evaluation import evaluator
 from bigbigan_tf.evaluation import images as image_lib
 from bigbigan_tf.networks import common
-
-if TYPE_CHECKING:
-  from bigbigan_tf import training
 
 
 @contextlib.contextmanager
@@ -54,7 +52,7 @@ class Progress:
   """Steps per second since the start, images per second of the last loop,
   and the ETA, for the log line after every inner loop."""
 
-  def __init__(self, trainer: "training.Trainer", train_steps: int):
+  def __init__(self, trainer, train_steps: int):
     self._trainer = trainer
     self._train_steps = train_steps
     self._start_step = trainer.step()
@@ -114,7 +112,7 @@ def fixed_inputs(model: model_lib.BigBiGAN, seed: int, split: str) -> dict:
   return {"z": z, "x": batch[data.IMAGE]}
 
 
-def write_scalars(writer, trainer: "training.Trainer", metrics: dict,
+def write_scalars(writer, trainer, metrics: dict,
                   step: int) -> None:
   with writer.as_default(step=step):
     for key, value in metrics.items():
@@ -132,7 +130,7 @@ def write_operative_config(writer, model_dir: str, step: int) -> None:
     tf.summary.text("operative_config", text)
 
 
-def evaluate_live(writer, trainer: "training.Trainer", step: int) -> None:
+def evaluate_live(writer, trainer, step: int) -> None:
   """The gin-bound evaluation of the live networks, as summaries. Not on a
   TPU: the evaluation runs its networks on the host (logged, skipped)."""
   if distribute.is_tpu(trainer.strategy):
@@ -152,7 +150,7 @@ def _is_grayscale(images: np.ndarray) -> bool:
   return bool(np.all(images[..., :1] == images[..., 1:]))
 
 
-def write_images(writer, trainer: "training.Trainer", fixed: dict,
+def write_images(writer, trainer, fixed: dict,
                  model_dir: str, step: int) -> None:
   """Samples, reconstructions and E's first-layer filters (EMA weights),
   magnified so that a cell is at least 128 pixels wide. The networks run in
@@ -175,22 +173,3 @@ def write_images(writer, trainer: "training.Trainer", fixed: dict,
       image_lib.write_png(os.path.join(image_dir, f"{name}_{step:08d}.png"),
                           grid)
 
-
-def evaluate_after_training(strategy: tf.distribute.Strategy,
-                            model_dir: str):
-  """The gin-bound evaluation of a finished run (model_dir.eval.json).
-
-  Not on a TPU: the evaluation runs its networks and probes on the host, so
-  there it would keep a TPU VM busy on its CPU for hours. It is skipped with
-  the command that runs it (anywhere the model_dir is readable).
-
-  Returns:
-    The figures, or None where skipped.
-  """
-  if distribute.is_tpu(strategy):
-    logging.warning(
-        "Training ran on a TPU: skipping the evaluation on this host. Run it "
-        "with: bigbigan-evaluate --model_dir=%s", model_dir)
-    return None
-  from bigbigan_tf.evaluation import model_dir as model_dir_eval  # pylint: disable=g-import-not-at-top
-  return model_dir_eval.evaluate_model_dir(model_dir)

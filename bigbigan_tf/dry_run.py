@@ -20,6 +20,7 @@ from bigbigan_tf import benchmark
 from bigbigan_tf import bindings
 from bigbigan_tf import model as model_lib
 from bigbigan_tf import training
+from bigbigan_tf.networks import common
 
 DRY_RUN_DIR = "dry_run"
 
@@ -40,9 +41,7 @@ def dry_run(model_dir: str, strategy: tf.distribute.Strategy,
   Raises:
     ValueError: per_replica_batch < 1; a non-finite metric in the step.
   """
-  if isinstance(per_replica_batch, bool) or per_replica_batch < 1:
-    raise ValueError("per_replica_batch must be an int >= 1; received "
-                     f"{per_replica_batch!r}.")
+  common.check_int(per_replica_batch, "per_replica_batch")
   replicas = strategy.num_replicas_in_sync
   configured_batch = bindings.bound_value("train.batch_size")
   mixed = bool(bindings.bound_value("train.mixed_precision") or False)

@@ -87,15 +87,19 @@ def test_train_evaluate_export_through_the_console_scripts(tmp_path):
   # by less than 1/200 and must be equal. Continuous figures computed from
   # float32 reductions may round differently in this process (two logical
   # CPU devices, tests/conftest.py) from the tool's in the last bits (seen:
-  # 2e-7 and 1.2e-6 relative on the inversion error): rel=1e-4.
+  # 2e-7 and 1.2e-6 relative on the inversion error): rel=1e-4. The
+  # effective rank, an entropy of singular values of nearly degenerate
+  # features after 2 steps, moves more (seen: 0.3%): rel=1e-2.
   counts = ("top1", "top5", "same_class", "keeps_label", "joint_pairing")
+  tolerance = {"feature_effective_rank": 1e-2}
   expected = _library_figures(str(model_dir), eval_bindings)
   assert figures.keys() == expected.keys()
   for key, value in expected.items():
     if any(part in key for part in counts):
       assert figures[key] == pytest.approx(value, abs=1e-12), key
     else:
-      assert figures[key] == pytest.approx(value, rel=1e-4), key
+      assert figures[key] == pytest.approx(
+          value, rel=tolerance.get(key, 1e-4)), key
   for key in figures:
     assert key in evaluate.stdout
 

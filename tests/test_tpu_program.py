@@ -21,12 +21,14 @@ import tensorflow as tf
 from tensorflow.python.distribute import values as values_lib
 from tensorflow.python.distribute import values_util
 from tensorflow.compiler.tf2xla.ops import gen_xla_ops
+from tensorflow.python.framework import config as tf_config
 from tensorflow.python.framework import op_callbacks
 
 from bigbigan_tf import actions
 from bigbigan_tf import config
 from bigbigan_tf import distribute
 from bigbigan_tf import training
+from bigbigan_tf.evaluation import model_dir as model_dir_eval
 from bigbigan_tf.layers import normalization
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -199,8 +201,22 @@ def _table1_base_reduced(data_dir):
                    "trainer.gradient_diagnostics = True"]
 
 
+@pytest.fixture
+def without_op_determinism():
+  """Op determinism (turned on by other tests of the process) makes XLA
+  refuse ops without a deterministic lowering (MaxPool's gradient); a TPU
+  program does not run under it."""
+  enabled = tf_config.is_op_determinism_enabled()
+  tf_config.disable_op_determinism()
+  yield
+  if enabled:
+    tf_config.enable_op_determinism()
+
+
 @pytest.mark.slow
-def test_replica_step_of_table1_base_lowers_to_tpu_compatible_hlo(tmp_path):
+def test_replica_step_of_table1_base_lowers_to_tpu_compatible_hlo(
+    tmp_path, without_op_determinism):
+  del without_op_determinism
   bindings = _table1_base_reduced(str(tmp_path))
   config.parse(["table1/base.gin"], bindings)
   strategy = tf.distribute.get_strategy()
@@ -312,8 +328,8 @@ def test_evaluation_after_training_on_a_tpu_is_skipped_with_its_command(
   model_dir = str(tmp_path / "run")
   monkeypatch.setattr(distribute, "is_tpu", lambda strategy: True)
   with caplog.at_level("WARNING"):
-    assert actions.evaluate_after_training(None, model_dir) is None
+    assert model_dir_eval.evaluate_after_training(None, model_dir) is None
   assert f"bigbigan-evaluate --model_dir={model_dir}" in caplog.text
   monkeypatch.setattr(distribute, "is_tpu", lambda strategy: False)
   with pytest.raises(Exception, match="run"):
-    actions.evaluate_after_training(None, model_dir)
+    model_dir_eval.evaluate_after_training(None, model_dir)

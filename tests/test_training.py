@@ -166,6 +166,24 @@ def test_multi_worker_training_keeps_workers_identical(tmp_path):
   assert set(w0.files) == set(w1.files)
   for key in w0.files:
     np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+  # And they computed what one device computes from the same initial
+  # weights on the same global batches (as two local replicas do).
+  config.parse([SMOKE_GIN], training_worker.MULTI_WORKER_BINDINGS)
+  strategy = tf.distribute.get_strategy()
+  with strategy.scope():
+    trainer = training.Trainer(config.build_model(), strategy, 8)
+  for role, net in list(trainer.model.networks().items()) + [
+      (f"ema_{r}", n) for r, n in trainer.ema.items()]:
+    for variable in net.weights:
+      variable.assign(w0[f"{training_worker.INITIAL}{role}/{variable.path}"])
+  trainer.train_loop(iter(training_worker.synthetic_dataset(8)),
+                     tf.constant(3))
+  one = training_worker.all_weights(trainer)
+  worst = max(float(np.max(np.abs(one[k] - w0[k]))) for k in one)
+  assert worst < 1e-3, worst
+  moved = max(float(np.max(np.abs(w0[k] - w0[training_worker.INITIAL + k])))
+              for k in one)
+  assert moved > 10 * worst, (moved, worst)
 
 
 @pytest.mark.slow

@@ -49,20 +49,30 @@ def all_weights(trainer):
   return weights
 
 
+# One D step per step: what is checked does not depend on the number, and
+# each costs a traced update. A deterministic encoder: the workers' shards
+# pair images with other latents' slices than one device does (the batch's
+# set of images is the same), and only E's noise would depend on that.
+MULTI_WORKER_BINDINGS = ["trainer.d_steps = 1",
+                         "trainer.gradient_diagnostics = False",
+                         "encoder.latent_mode = 'deterministic'"]
+# Prefix of the initial weights in the saved file.
+INITIAL = "__initial__/"
+
+
 def multi_worker(out_path, steps=3, global_batch=8):
   strategy = tf.distribute.MultiWorkerMirroredStrategy()
-  # One D step per step: what is checked (workers stay identical) does not
-  # depend on the number, and each costs a traced update.
-  config.parse([SMOKE_GIN], ["trainer.d_steps = 1",
-                             "trainer.gradient_diagnostics = False"])
+  config.parse([SMOKE_GIN], MULTI_WORKER_BINDINGS)
   with strategy.scope():
     model = config.build_model()
     trainer = training.Trainer(model, strategy, global_batch)
+  initial = all_weights(trainer)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: synthetic_dataset(global_batch, ctx))
   iterator = iter(dataset)
   metrics = trainer.train_loop(iterator, tf.constant(steps))
   weights = all_weights(trainer)
+  weights.update({f"{INITIAL}{k}": v for k, v in initial.items()})
   weights["__loss_d"] = np.array(float(metrics["loss/d"]))
   weights["__step"] = np.array(trainer.step())
   np.savez(out_path, **weights)

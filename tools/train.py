@@ -17,12 +17,12 @@ from bigbigan_tf.tools import quiet_native_start
 
 with quiet_native_start():
   import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
-  from bigbigan_tf import actions
   from bigbigan_tf import config
   from bigbigan_tf import distribute
   from bigbigan_tf import dry_run
   from bigbigan_tf import lease
   from bigbigan_tf.evaluation import evaluator
+  from bigbigan_tf.evaluation import model_dir as model_dir_eval
   from bigbigan_tf import training
   tf.config.list_logical_devices()
 
@@ -72,7 +72,8 @@ def main(argv):
           f"bigbigan-evaluate --model_dir={FLAGS.model_dir}")
     return
   if FLAGS.evaluate:
-    results = actions.evaluate_after_training(strategy, FLAGS.model_dir)
+    results = model_dir_eval.evaluate_after_training(
+        strategy, FLAGS.model_dir)
     if results is not None:
       print(evaluator.format_results(results) if results else
             "Nothing to evaluate: no encoder and no sample feature extractor "

@@ -43,7 +43,7 @@ def _magnify(images: np.ndarray, zoom: int) -> np.ndarray:
   common.check_int(zoom, "zoom")
   if zoom == 1:
     return images
-  return np.repeat(np.repeat(images, zoom, axis=1), zoom, axis=2)
+  return np.asarray(common.upsample(images, int(zoom)))
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
+from absl import logging
 import tensorflow as tf
 
 from bigbigan_tf import checkpoints
 from bigbigan_tf import config
+from bigbigan_tf import distribute
 from bigbigan_tf import restore
 from bigbigan_tf.evaluation import evaluator
 
@@ -62,3 +64,22 @@ def evaluate_model_dir(model_dir: str,
       tf.summary.scalar(f"eval/{key}", value)
   writer.flush()
   return results
+
+
+def evaluate_after_training(strategy: tf.distribute.Strategy,
+                            model_dir: str):
+  """The gin-bound evaluation of a finished run (model_dir.eval.json).
+
+  Not on a TPU: the evaluation runs its networks and probes on the host, so
+  there it would keep a TPU VM busy on its CPU for hours. It is skipped with
+  the command that runs it (anywhere the model_dir is readable).
+
+  Returns:
+    The figures, or None where skipped.
+  """
+  if distribute.is_tpu(strategy):
+    logging.warning(
+        "Training ran on a TPU: skipping the evaluation on this host. Run it "
+        "with: bigbigan-evaluate --model_dir=%s", model_dir)
+    return None
+  return evaluate_model_dir(model_dir)
