@@ -27,6 +27,7 @@ from tensorflow.python.framework import op_callbacks
 from bigbigan_tf import actions
 from bigbigan_tf import config
 from bigbigan_tf import distribute
+from bigbigan_tf import layers
 from bigbigan_tf import training
 from bigbigan_tf.evaluation import model_dir as model_dir_eval
 from bigbigan_tf.layers import normalization
@@ -333,3 +334,34 @@ def test_evaluation_after_training_on_a_tpu_is_skipped_with_its_command(
   monkeypatch.setattr(distribute, "is_tpu", lambda strategy: False)
   with pytest.raises(Exception, match="run"):
     model_dir_eval.evaluate_after_training(None, model_dir)
+
+
+def test_no_nested_jit_on_a_tpu(monkeypatch):
+  """On a TPU the replicated step is compiled whole: trainer.jit_compile
+  would nest a second XLA function in it, so it applies elsewhere only."""
+  strategy = tf.distribute.get_strategy()
+  monkeypatch.setattr(distribute, "is_tpu", lambda s: True)
+  assert not _trainer(strategy, "trainer.jit_compile = True").jit_compile
+  monkeypatch.setattr(distribute, "is_tpu", lambda s: False)
+  assert _trainer(strategy, "trainer.jit_compile = True").jit_compile
+
+
+def test_spectral_norm_runs_in_float32_under_mixed_bfloat16():
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    layer = layers.SNDense(8)
+    outputs = layer(tf.ones([2, 4]), training=True)
+    sigma = layer.spectral_norm_estimate(training=False)
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+  assert outputs.dtype == tf.bfloat16  # The layer computes in bfloat16,
+  assert sigma.dtype == tf.float32     # its power iteration in float32,
+  assert layer.sn_u.dtype == "float32"
+  kernel = layer.kernel.numpy().astype(np.float64)
+  # and sigma is W's largest singular value to float32 precision after
+  # enough power iterations.
+  for _ in range(50):
+    sigma = layer.spectral_norm_estimate(training=True)
+  assert float(sigma) == pytest.approx(
+      np.linalg.svd(kernel, compute_uv=False)[0], rel=1e-5)
