@@ -83,20 +83,21 @@ def test_train_evaluate_export_through_the_console_scripts(tmp_path):
   # The figures are the library's for that checkpoint and those settings:
   # the evaluation run again here, on the restored run (it is seeded, and
   # the judge is read from the cache the tool wrote), gives each of them.
-  # Counts (accuracies, class-keeping, pairing over 200 images) cannot move
-  # by less than 1/200 and must be equal. Continuous figures computed from
-  # float32 reductions may round differently in this process (two logical
-  # CPU devices, tests/conftest.py) from the tool's in the last bits (seen:
-  # 2e-7 and 1.2e-6 relative on the inversion error): rel=1e-4. The
-  # effective rank, an entropy of singular values of nearly degenerate
-  # features after 2 steps, moves more (seen: 0.3%): rel=1e-2.
+  # Counts (accuracies, class-keeping, pairing over 200 images) move in
+  # steps of 1/200: float32 reductions in this process (two logical CPU
+  # devices, tests/conftest.py) round differently from the tool's in the
+  # last bits, which can flip one example of a probe trained 20 steps (seen:
+  # 0.285 against 0.29), so they may differ by one example. Continuous
+  # figures: rel=1e-4 (seen: 2e-7 and 1.2e-6 relative on the inversion
+  # error). The effective rank, an entropy of singular values of nearly
+  # degenerate features after 2 steps, moves more (seen: 0.3%): rel=1e-2.
   counts = ("top1", "top5", "same_class", "keeps_label", "joint_pairing")
   tolerance = {"feature_effective_rank": 1e-2}
   expected = _library_figures(str(model_dir), eval_bindings)
   assert figures.keys() == expected.keys()
   for key, value in expected.items():
     if any(part in key for part in counts):
-      assert figures[key] == pytest.approx(value, abs=1e-12), key
+      assert figures[key] == pytest.approx(value, abs=1 / 200 + 1e-9), key
     else:
       assert figures[key] == pytest.approx(
           value, rel=tolerance.get(key, 1e-4)), key
