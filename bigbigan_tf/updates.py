@@ -181,8 +181,8 @@ class Updates:
     if self.cycle_weight:
       with layers.moving_statistics_frozen(model.generator):
         reconstruction = model.generate(z_hat, training=True)
-      target = model.pool_for_discriminator(x)
-      error = tf.square(tf.cast(target, tf.float32)
+      real = model.pool_for_discriminator(x)
+      error = tf.square(tf.cast(real, tf.float32)
                         - tf.cast(reconstruction, tf.float32))
       terms["loss/cycle"] = (self.cycle_weight, self._mean(
           tf.reduce_mean(error, axis=[1, 2, 3])))

@@ -310,7 +310,7 @@ def _host_action_ops(tmp_path, *bindings):
   return eager_ops
 
 
-def test_host_actions_issue_as_many_eager_ops_at_any_depth(tmp_path):
+def test_host_actions_run_as_many_eager_ops_at_any_depth(tmp_path):
   shallow = _host_action_ops(tmp_path / "shallow")
   deeper = _host_action_ops(tmp_path / "deeper",
                             "encoder.units_per_stage = (3, 3, 3, 3)")
