@@ -97,7 +97,11 @@ def test_train_evaluate_export_through_the_console_scripts(tmp_path):
   assert figures.keys() == expected.keys()
   for key, value in expected.items():
     if any(part in key for part in counts):
-      assert figures[key] == pytest.approx(value, abs=1 / 200 + 1e-9), key
+      # A probe trained from zero for 20 steps amplifies those last bits:
+      # its figures may move by a few examples (seen: 0.70 against 0.69).
+      examples = 4 if "linear_probe" in key else 1
+      assert figures[key] == pytest.approx(
+          value, abs=examples / 200 + 1e-9), key
     else:
       assert figures[key] == pytest.approx(
           value, rel=tolerance.get(key, 1e-4)), key
