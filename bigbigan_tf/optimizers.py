@@ -70,14 +70,7 @@ class FusedAdam(keras.optimizers.Adam):
     if self.amsgrad:
       return super()._distributed_tf_update_step(distribution, grads_and_vars,
                                                  learning_rate)
-    scalars = {}
-
-    def update(variable, gradient):
-      if variable.dtype not in scalars:
-        scalars[variable.dtype] = self._step_scalars(variable.dtype,
-                                                     learning_rate)
-      self._apply_adam(gradient, variable, scalars[variable.dtype])
-
+    update = self._update_with_shared_scalars(learning_rate)
     for gradient, variable in grads_and_vars:
       distribution.extended.update(variable, update, args=(gradient,),
                                    group=False)
@@ -114,16 +107,26 @@ class FusedAdam(keras.optimizers.Adam):
     if self._schedule is not None:  # The rate in use, for checkpoints.
       tf.raw_ops.AssignVariableOp(resource=_handle(self._learning_rate),
                                   value=learning_rate)
-    scalars = {}
+    update = self._update_with_shared_scalars(learning_rate)
     for gradient, variable in zip(gradients, variables):
-      if variable.dtype not in scalars:
-        scalars[variable.dtype] = self._step_scalars(variable.dtype,
-                                                     learning_rate)
-      self._apply_adam(gradient, variable, scalars[variable.dtype])
+      update(variable, gradient)
     # The step count, on every replica's own copy.
     tf.raw_ops.AssignAddVariableOp(
         resource=_handle(self.iterations),
         value=tf.constant(1, self.iterations.dtype))
+
+  def _update_with_shared_scalars(self, learning_rate):
+    """`update(variable, gradient)` applying Adam, with the step scalars made
+    once per dtype and shared by every variable it updates."""
+    scalars = {}
+
+    def update(variable, gradient):
+      if variable.dtype not in scalars:
+        scalars[variable.dtype] = self._step_scalars(variable.dtype,
+                                                     learning_rate)
+      self._apply_adam(gradient, variable, scalars[variable.dtype])
+
+    return update
 
   def _step_scalars(self, dtype, learning_rate) -> dict[str, tf.Tensor]:
     step = tf.cast(self.iterations + 1, dtype)
