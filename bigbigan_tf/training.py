@@ -14,10 +14,9 @@ handling. The distributed math is stated in bigbigan_tf/updates.py.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from absl import logging
 import gin
@@ -42,47 +41,6 @@ LEARNING_RATE_DECAYS = ("constant", "linear")
 LATENT_REGRESSION_STATISTICS = ("batch", "moving")
 # Kept here too: checkpoints and tests name the optimiser by this path.
 FusedAdam = optimizers.FusedAdam
-
-
-class CheckpointSaveError(RuntimeError):
-  """A checkpoint could not be written for lack of space.
-
-  Attributes:
-    summary: the one-line message (gin adds the configurable's name to the
-      exception's own text).
-  """
-
-  def __init__(self, summary: str):
-    super().__init__(summary)
-    self.summary = summary
-
-
-def _is_out_of_space(error: Exception) -> bool:
-  if isinstance(error, tf.errors.ResourceExhaustedError):
-    return True
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    return True
-  return "No space left" in str(error)
-
-
-def _save_checkpoint(manager: tf.train.CheckpointManager, step: int) -> str:
-  """manager.save at `step`; a full disk ends training with one message.
-
-  Raises:
-    CheckpointSaveError: no space for the checkpoint. The checkpoints
-      already saved are untouched (a save writes temporary files first).
-  """
-  last_good = manager.latest_checkpoint
-  try:
-    return manager.save(checkpoint_number=step)
-  except (tf.errors.OpError, OSError) as error:
-    if not _is_out_of_space(error):
-      raise
-    raise CheckpointSaveError(
-        f"No space left to save the checkpoint of step {step} in "
-        f"{manager.directory}. Last good checkpoint (untouched): "
-        f"{last_good or 'none'}. Free space there and rerun the same "
-        "command to resume from it.") from None
 
 
 class NonFiniteLossError(RuntimeError):
@@ -321,7 +279,7 @@ class Trainer(updates.Updates):
     """A checkpoint of networks, optimisers, EMA copies and the step."""
     items = {role: checkpoints.variables_checkpoint(net)
              for role, net in self.model.networks().items()}
-    items.update({f"{role}_optimizer": opt
+    items.update({f"{role}_optimizer": checkpoints.optimizer_checkpoint(opt)
                   for role, opt in self.optimizers.items()})
     items.update({f"ema_{role}": checkpoints.variables_checkpoint(copy)
                   for role, copy in self.ema.items()})
@@ -513,10 +471,17 @@ def _loop_length(steps_per_loop: int, remaining: int,
                                                     1e-9))))
 
 
-@gin.configurable("train", denylist=["model_dir", "strategy", "take_over_stale_lease"])
+# Errors a pod raises when a worker or its connection is lost for a while;
+# the run restarts from its latest checkpoint on a new strategy.
+TRANSIENT_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError)
+
+
+@gin.configurable("train", denylist=["model_dir", "strategy", "make_strategy",
+                                     "take_over_stale_lease"])
 def train(model_dir: str,
           strategy: Optional[tf.distribute.Strategy] = None,
           *,
+          make_strategy: Optional[Callable[[], tf.distribute.Strategy]] = None,
           train_steps: int = gin.REQUIRED,
           batch_size: int = gin.REQUIRED,
           steps_per_loop: int = 100,
@@ -529,6 +494,8 @@ def train(model_dir: str,
           checkpoint_input_pipeline: bool = True,
           mixed_precision: bool = False,
           max_loop_seconds: Optional[float] = 10.0,
+          async_checkpoints: bool = True,
+          transient_error_retries: int = 3,
           seed: int = 0,
           take_over_stale_lease: bool = False) -> dict[str, float]:
   """Trains the gin-bound BigBiGAN in `model_dir`, resuming if possible.
@@ -536,7 +503,11 @@ def train(model_dir: str,
   Args:
     model_dir: checkpoints, summaries, images and configs go here (layout:
       bigbigan_tf.checkpoints).
-    strategy: a tf.distribute strategy (default: the default strategy).
+    strategy: a tf.distribute strategy (default: make_strategy's, else the
+      default strategy).
+    make_strategy: makes a new strategy (e.g. connects to the TPU again and
+      initialises it) for a restart after a transient error; None: restart
+      on the same strategy.
     train_steps: total outer steps (each = d_steps D updates + one E+G update).
     batch_size: global batch size.
     steps_per_loop: outer steps per compiled inner loop (between host work),
@@ -557,6 +528,13 @@ def train(model_dir: str,
     checkpoint_input_pipeline: save the input iterator in checkpoints, so a
       resumed run sees the same data as an uninterrupted one (turn off for
       large shuffle buffers: their contents are saved too).
+    async_checkpoints: write checkpoints from a background thread while
+      training goes on (each is complete before the next starts, and before
+      train returns).
+    transient_error_retries: times the run restarts, from its latest
+      checkpoint and on a new strategy, after a pod's UnavailableError or
+      AbortedError (a lost worker or connection); each restart is logged.
+      The error is raised after that many.
     mixed_precision: mixed bfloat16 compute (for this call only: the global
       Keras policy is restored on return).
     seed: latent and data seed.
@@ -575,15 +553,15 @@ def train(model_dir: str,
     ValueError: model_dir belongs to another architecture; bad config.
     lease.LeaseHeldError: another trainer holds model_dir.
   """
-  strategy = strategy or tf.distribute.get_strategy()
+  if strategy is None:
+    strategy = make_strategy() if make_strategy else tf.distribute.get_strategy()
   # One lease per job: the chief (the worker that writes checkpoints) holds it.
   holder = (lease_lib.Lease(model_dir)
             if getattr(strategy.extended, "should_checkpoint", True) else None)
   if holder is not None:
     holder.acquire(take_over_stale=take_over_stale_lease)
-  try:
-    return _train(model_dir, strategy, holder, train_steps=train_steps,
-                  batch_size=batch_size, steps_per_loop=steps_per_loop,
+  settings = dict(train_steps=train_steps, batch_size=batch_size,
+                  steps_per_loop=steps_per_loop,
                   checkpoint_every=checkpoint_every,
                   keep_checkpoints=keep_checkpoints, image_every=image_every,
                   eval_every=eval_every,
@@ -591,7 +569,25 @@ def train(model_dir: str,
                   dataset_split=dataset_split,
                   checkpoint_input_pipeline=checkpoint_input_pipeline,
                   mixed_precision=mixed_precision,
-                  max_loop_seconds=max_loop_seconds, seed=seed)
+                  max_loop_seconds=max_loop_seconds,
+                  async_checkpoints=async_checkpoints, seed=seed)
+  try:
+    restarts = 0
+    while True:
+      try:
+        return _train(model_dir, strategy, holder, **settings)
+      except TRANSIENT_ERRORS as error:
+        if restarts >= transient_error_retries:
+          raise
+        restarts += 1
+        logging.warning(
+            "%s: %s. Restarting from the latest checkpoint (%s) on a new "
+            "strategy: restart %d of at most %d.", type(error).__name__,
+            str(error).splitlines()[0] if str(error) else "",
+            checkpoints.latest_checkpoint(model_dir) or "none, from step 0",
+            restarts, transient_error_retries)
+        if make_strategy is not None:
+          strategy = make_strategy()
   finally:
     if holder is not None:
       holder.release()
@@ -603,7 +599,8 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
            keep_checkpoints: int, image_every: int, eval_every: int,
            standing_stats_batches: int, dataset_split: str,
            checkpoint_input_pipeline: bool, mixed_precision: bool,
-           max_loop_seconds: Optional[float], seed: int) -> dict[str, float]:
+           max_loop_seconds: Optional[float], async_checkpoints: bool,
+           seed: int) -> dict[str, float]:
   """`train`'s work, with model_dir's lease held (None: not the chief)."""
   with _precision_policy(mixed_precision):
     with strategy.scope():
@@ -625,6 +622,7 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
         checkpoint, os.path.join(model_dir, checkpoints.CHECKPOINT_DIR),
         keep_checkpoints, step_counter=trainer.global_step)
     _restore_or_start(checkpoint, manager, trainer)
+    saver = checkpoints.CheckpointWriter(manager, async_checkpoints)
 
     writer = tf.summary.create_file_writer(model_dir)
     standing_iterator = make_iterator(seed + 1)
@@ -660,15 +658,18 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
           if eval_every and due(eval_every):
             actions.evaluate_live(writer, trainer, step)
           if due(checkpoint_every):
-            _save_checkpoint(manager, step)
+            saver.save(step)
         if preempted:
           step = trainer.step()
-          path = _save_checkpoint(manager, step)
+          saver.save(step)
+          path = saver.wait()
           logging.warning("SIGTERM received: preempted at step %d; saved %s; "
                           "exiting.", step, path)
           metrics["preempted_at_step"] = float(step)
+        saver.wait()
     finally:
       writer.flush()
+      saver.close()
   return metrics
 
 

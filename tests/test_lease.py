@@ -9,6 +9,7 @@ import time
 import pytest
 import tensorflow as tf
 
+from bigbigan_tf import checkpoints
 from bigbigan_tf import config
 from bigbigan_tf import lease
 from bigbigan_tf import training
@@ -90,37 +91,3 @@ def test_heartbeat_is_refreshed_and_release_keeps_a_successors_lease(
 
 def test_a_finished_run_leaves_no_lease(smoke_run_dir):
   assert lease.LEASE_FILE not in os.listdir(smoke_run_dir)
-
-
-def test_a_full_disk_ends_training_with_one_message_and_keeps_the_checkpoints(
-    tmp_path, data_dir, monkeypatch):
-  """The second save fails for space: the error names the directory and the
-  last good checkpoint, which is still there; nothing else was removed."""
-  model_dir = str(tmp_path / "full")
-  config.parse([SMOKE_GIN], [
-      "make_dataset.name = 'mnist5k'", f"make_dataset.data_dir = '{data_dir}'",
-      "train.train_steps = 2", "train.batch_size = 4",
-      "train.steps_per_loop = 1", "train.checkpoint_every = 1",
-      "train.image_every = 1000", "trainer.d_steps = 1",
-      "trainer.gradient_diagnostics = False"])
-  save = tf.train.CheckpointManager.save
-  calls = []
-
-  def save_until_full(manager, *args, **kwargs):
-    calls.append(kwargs.get("checkpoint_number"))
-    if len(calls) > 1:
-      raise tf.errors.ResourceExhaustedError(
-          None, None, "Write failed: No space left on device")
-    return save(manager, *args, **kwargs)
-
-  monkeypatch.setattr(tf.train.CheckpointManager, "save", save_until_full)
-  with pytest.raises(training.CheckpointSaveError) as raised:
-    training.train(model_dir)
-  message = raised.value.summary
-  checkpoint_dir = os.path.join(model_dir, "checkpoints")
-  assert message == (
-      f"No space left to save the checkpoint of step 2 in {checkpoint_dir}. "
-      f"Last good checkpoint (untouched): {checkpoint_dir}/ckpt-1. Free space "
-      "there and rerun the same command to resume from it.")
-  assert tf.train.latest_checkpoint(checkpoint_dir).endswith("ckpt-1")
-  assert lease.LEASE_FILE not in os.listdir(model_dir)  # Released.

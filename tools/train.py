@@ -17,6 +17,7 @@ from bigbigan_tf.tools import quiet_native_start
 
 with quiet_native_start():
   import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
+  from bigbigan_tf import checkpoints
   from bigbigan_tf import config
   from bigbigan_tf import distribute
   from bigbigan_tf import dry_run
@@ -54,17 +55,23 @@ def main(argv):
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
   except ValueError as error:  # A missing file or a typo: say which.
     raise app.UsageError(str(error)) from error
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  make_strategy = lambda: distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  strategy = make_strategy()
   if FLAGS.dry_run:
     print(dry_run.format_report(dry_run.dry_run(
         FLAGS.model_dir, strategy, FLAGS.dry_run_batch)))
     return
   try:
-    metrics = training.train(FLAGS.model_dir, strategy,
-                             take_over_stale_lease=FLAGS.force)
+    # After a pod's transient error, a TPU is connected and initialised
+    # again (its variables are lost); other strategies are reused (a
+    # process holds one MultiWorkerMirroredStrategy).
+    metrics = training.train(
+        FLAGS.model_dir, strategy,
+        make_strategy=make_strategy if distribute.is_tpu(strategy) else None,
+        take_over_stale_lease=FLAGS.force)
   except lease.LeaseHeldError as error:
     raise app.UsageError(str(error)) from error
-  except training.CheckpointSaveError as error:
+  except checkpoints.CheckpointSaveError as error:
     raise SystemExit(f"bigbigan-train: {error.summary}") from None
   if "preempted_at_step" in metrics:
     print(f"Preempted at step {int(metrics['preempted_at_step'])}: "
