@@ -19,6 +19,8 @@ built with the same seed yields the same batches, whatever the parallelism.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import tensorflow as tf
 
 AUGMENTATIONS = ("none", "resnet", "table3")
@@ -70,11 +72,13 @@ def _random_square_crop(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return image[top:top + side, left:left + side]
 
 
-def _random_size_crop(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Inception-style crop: random area and aspect ratio."""
+def _random_size_window(image_shape: tf.Tensor, seed: tf.Tensor
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
+  """Inception-style crop window (random area and aspect ratio) of an image
+  of shape [H, W, C]: (begin [3], size [3]) for tf.slice."""
   whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image),
+      image_shape,
       bounding_boxes=whole_image,
       seed=seed,
       min_object_covered=_RESNET_MIN_OBJECT_COVERED,
@@ -82,36 +86,70 @@ def _random_size_crop(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
       area_range=_RESNET_AREA_RANGE,
       max_attempts=_RESNET_MAX_ATTEMPTS,
       use_image_if_no_bounding_boxes=True)
+  return begin, size
+
+
+def _random_size_crop(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Inception-style crop: random area and aspect ratio."""
+  begin, size = _random_size_window(tf.shape(image), seed)
   return tf.slice(image, begin, size)
 
 
+def _decode_random_size_crop(contents: tf.Tensor,
+                             decode: Callable[[tf.Tensor], tf.Tensor],
+                             seed: tf.Tensor) -> tf.Tensor:
+  """`_random_size_crop` of the image encoded in `contents`; a JPEG decodes
+  only the window (tf.io.decode_and_crop_jpeg: the same pixels, a fraction
+  of the work for the ResNet crop's mean window of about half the image)."""
+
+  def jpeg_window():
+    begin, size = _random_size_window(tf.image.extract_jpeg_shape(contents),
+                                      seed)
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    return tf.io.decode_and_crop_jpeg(contents, window, channels=3)
+
+  def whole_then_crop():
+    return _random_size_crop(_to_rgb(decode(contents)), seed)
+
+  return tf.cond(tf.io.is_jpeg(contents), jpeg_window, whole_then_crop)
+
+
 def preprocess(image: tf.Tensor, seed: tf.Tensor | None, *, augmentation: str,
-               training: bool, resolution: int) -> tf.Tensor:
+               training: bool, resolution: int,
+               decode: Callable[[tf.Tensor], tf.Tensor] | None = None
+              ) -> tf.Tensor:
   """uint8 [H, W, C] -> float32 [resolution, resolution, 3] in [-1, 1].
 
   Args:
-    image: uint8 image with 1, 3 or 4 channels.
+    image: uint8 image with 1, 3 or 4 channels; with `decode`, the encoded
+      file contents (a scalar string) that `decode` turns into one.
     seed: int64 [2] seed for the random ops; None when not training.
     augmentation: one of `AUGMENTATIONS`.
     training: random crops and flips when True, central crops when False.
     resolution: output side.
+    decode: decodes `image`'s contents; given, the ResNet training crop
+      decodes only its window of a JPEG.
 
   Returns:
     The preprocessed image.
   """
-  image = _to_rgb(image)
   randomize = training and augmentation != "none"
   if randomize:
     crop_seed, flip_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=2))
   if augmentation == "resnet" and training:
-    image = _random_size_crop(image, crop_seed)
-  elif augmentation == "resnet":
-    image = _central_square_crop(image, _EVAL_CENTRAL_FRACTION)
-  elif augmentation == "table3" and training:
-    image = _random_square_crop(image, crop_seed)
-  else:  # "none", and "table3" in evaluation.
-    image = _central_square_crop(image, 1.0)
+    if decode is None:
+      image = _random_size_crop(_to_rgb(image), crop_seed)
+    else:
+      image = _decode_random_size_crop(image, decode, crop_seed)
+  else:
+    image = _to_rgb(image if decode is None else decode(image))
+    if augmentation == "resnet":
+      image = _central_square_crop(image, _EVAL_CENTRAL_FRACTION)
+    elif augmentation == "table3" and training:
+      image = _random_square_crop(image, crop_seed)
+    else:  # "none", and "table3" in evaluation.
+      image = _central_square_crop(image, 1.0)
   image = tf.image.resize(
       tf.cast(image, tf.float32), [resolution, resolution],
       method=tf.image.ResizeMethod.BILINEAR,

@@ -39,10 +39,12 @@ _DEFAULT_SHUFFLE_BUFFER = 10_000
 
 
 class _Source(NamedTuple):
-  # Elements are whatever `decode` accepts; sharding is already applied.
+  # Elements are whatever `read` accepts; sharding is already applied.
   records: tf.data.Dataset
-  # Maps one record to (uint8 image [H, W, C], int32 label []).
-  decode: Callable[[object], tuple[tf.Tensor, tf.Tensor]]
+  # Maps one record to (encoded image file contents [], int32 label []).
+  read: Callable[[object], tuple[tf.Tensor, tf.Tensor]]
+  # Encoded contents -> uint8 image [H, W, C].
+  decode: Callable[[tf.Tensor], tf.Tensor]
 
 
 def _shard(dataset: tf.data.Dataset,
@@ -69,12 +71,10 @@ def _image_dir_source(image_dir: str | os.PathLike[str],
       tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels}),
       input_context)
 
-  def decode(record):
-    image = image_dir_lib.decode_image_file_contents(
-        tf.io.read_file(record["path"]))
-    return image, record["label"]
+  def read(record):
+    return tf.io.read_file(record["path"]), record["label"]
 
-  return _Source(records, decode)
+  return _Source(records, read, image_dir_lib.decode_image_file_contents)
 
 
 def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -186,15 +186,14 @@ def _tfds_source(builder: tfds.core.DatasetBuilder, split: str, *,
   if not shard_files:
     records = _shard(records, input_context)
 
-  def decode(record):
-    image = image_feature.decode_example(record[image_key])
+  def read(record):
     if has_label:
       label = tf.cast(record[label_key], tf.int32)
     else:
       label = tf.constant(keys.UNLABELLED, tf.int32)
-    return image, label
+    return record[image_key], label
 
-  return _Source(records, decode)
+  return _Source(records, read, image_feature.decode_example)
 
 
 # ---------------------------------------------------------------------------
@@ -240,7 +239,8 @@ def _build_dataset(name: str,
                    input_context: tf.distribute.InputContext | None = None,
                    with_labels: bool = False,
                    shuffle_buffer_size: int = _DEFAULT_SHUFFLE_BUFFER,
-                   drop_remainder: bool | None = None) -> tf.data.Dataset:
+                   drop_remainder: bool | None = None,
+                   deterministic_order: bool = True) -> tf.data.Dataset:
   """Implementation of `make_dataset` (not bound by gin); see there."""
   common.check_int(resolution, "resolution")
   common.check_int(batch_size, "batch_size")
@@ -291,13 +291,14 @@ def _build_dataset(name: str,
         input_context=input_context)
 
   def preprocess(record, example_seed=None):
-    image, label = source.decode(record)
+    contents, label = source.read(record)
     image = augmentation_lib.preprocess(
-        image,
+        contents,
         example_seed,
         augmentation=augmentation,
         training=training,
-        resolution=resolution)
+        resolution=resolution,
+        decode=source.decode)
     return {keys.IMAGE: image, keys.LABEL: label}
 
   dataset = source.records
@@ -309,7 +310,8 @@ def _build_dataset(name: str,
     example_seeds = tf.data.Dataset.random(seed=seed).batch(2)
     dataset = tf.data.Dataset.zip((dataset, example_seeds))
   dataset = dataset.map(
-      preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      preprocess, num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=deterministic_order or not training)
   if drop_remainder is None:
     drop_remainder = training
   dataset = dataset.batch(local_batch, drop_remainder=drop_remainder)
@@ -348,7 +350,8 @@ def make_dataset(name: str,
                  input_context: tf.distribute.InputContext | None = None,
                  with_labels: bool = False,
                  shuffle_buffer_size: int = _DEFAULT_SHUFFLE_BUFFER,
-                 drop_remainder: bool | None = None) -> tf.data.Dataset:
+                 drop_remainder: bool | None = None,
+                 deterministic_order: bool = True) -> tf.data.Dataset:
   """Builds the batched input pipeline for training or evaluation.
 
   Args:
@@ -386,6 +389,11 @@ def make_dataset(name: str,
       unlabelled folder or dataset).
     shuffle_buffer_size: examples in the shuffle buffer when training.
     drop_remainder: overrides the default (``training``) for the last batch.
+    deterministic_order: when training, keep the order of the decoded
+      examples (the same batches for the same seed, also after a resume);
+      False lets parallel decoding hand over whichever example is ready
+      first (faster on a busy host; ImageNet configs). Evaluation always
+      keeps the order.
 
   Returns:
     A dataset of dicts {IMAGE: float32 [B, resolution, resolution, 3] in
@@ -416,7 +424,8 @@ def make_dataset(name: str,
       input_context=input_context,
       with_labels=with_labels,
       shuffle_buffer_size=shuffle_buffer_size,
-      drop_remainder=drop_remainder)
+      drop_remainder=drop_remainder,
+      deterministic_order=deterministic_order)
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy,
@@ -427,6 +436,11 @@ def distributed_dataset(strategy: tf.distribute.Strategy,
   Each input pipeline calls `make_dataset` with its ``input_context``, so it
   reads its own shard; every replica receives
   ``global_batch_size / strategy.num_replicas_in_sync`` examples per step.
+  Pipelines: one per worker under MultiWorkerMirroredStrategy; under
+  TPUStrategy (one client, on worker 0 of a pod) one per TPU host, built
+  under that host's CPU device and feeding its cores, so each host reads
+  and decodes only its shard (files when the split has at least as many as
+  there are hosts, else examples) and sends each core its per-replica batch.
 
   Args:
     strategy: the distribution strategy of the training loop.
