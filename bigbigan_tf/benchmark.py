@@ -514,6 +514,80 @@ def run_encoder(settings: Settings,
     return results
 
 
+def host_cores() -> int:
+  """CPU cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
+def _configured_resolution() -> int:
+  """E's input side (else G's) from the gin bindings, without building."""
+  resolution = (bindings.bound_value("encoder.resolution")
+                or bindings.bound_value("generator.resolution"))
+  if resolution is None:
+    raise ValueError("Expected encoder.resolution or generator.resolution "
+                     "in the gin config, got neither.")
+  return int(resolution)
+
+
+def run_input(settings: Settings) -> dict[str, Any]:
+  """Benchmarks the gin-bound training input pipeline alone, on this host.
+
+  One pipeline (what each host of a pod runs for its cores: see
+  bigbigan_tf.data.distributed_dataset) of the training split at E's
+  resolution, batches of `per_replica_batch` images. Each timed loop takes
+  `steps_per_loop` batches; the median of `loops` loops is reported after
+  the first (building) loop and `warmup_loops` untimed ones (the shuffle
+  buffer fills then). `strategy`, `d_steps` and `jit_compile` are not used.
+
+  Returns:
+    A flat dict of settings and figures: images_per_second of the host and
+    per core it may use (`host_cores`), the median batch time.
+  """
+  dataset = data.make_dataset(
+      split="train", resolution=_configured_resolution(),
+      batch_size=settings.per_replica_batch, training=True, seed=0)
+  iterator = iter(dataset)
+
+  def loop():
+    for _ in range(settings.steps_per_loop):
+      batch = next(iterator)
+    _sync(batch)
+
+  start = time.perf_counter()
+  loop()
+  first_loop = time.perf_counter() - start
+  for _ in range(settings.warmup_loops):
+    loop()
+  loop_times = []
+  for _ in range(settings.loops):
+    start = time.perf_counter()
+    loop()
+    loop_times.append(time.perf_counter() - start)
+  batch_time = statistics.median(loop_times) / settings.steps_per_loop
+  images_per_second = settings.per_replica_batch / batch_time
+  cores = host_cores()
+  return {
+      "config": _config_summary(),
+      "machine": machine_description(),
+      **dataclasses.asdict(settings),
+      "input_only": True,
+      "d_steps": None,
+      "replicas": 1,
+      "global_batch": settings.per_replica_batch,
+      "step_time_s": batch_time,
+      "step_time_min_s": min(loop_times) / settings.steps_per_loop,
+      "step_time_max_s": max(loop_times) / settings.steps_per_loop,
+      "images_per_second": images_per_second,
+      "host_cores": cores,
+      "images_per_second_per_core": images_per_second / cores,
+      "first_loop_s": first_loop,
+      "peak_host_memory_bytes": peak_host_memory_bytes(),
+  }
+
+
 def machine_description() -> str:
   """CPU model, core count, accelerators and TensorFlow version."""
   cpu = "unknown CPU"
@@ -634,6 +708,8 @@ _COLUMNS = (
     ("d_steps", "d_steps", "{}"),
     ("step ms", "step_time_s", lambda v: f"{1e3 * v:.1f}"),
     ("img/s", "images_per_second",
+     lambda v: f"{v:.0f}" if v >= 100 else f"{v:.3g}"),
+    ("img/s/core", "images_per_second_per_core",
      lambda v: f"{v:.0f}" if v >= 100 else f"{v:.3g}"),
     ("compile s", "compile_time_s", lambda v: f"{v:.1f}"),
     ("GFLOP/step", "flops_per_step", lambda v: f"{v / 1e9:.2f}"),

@@ -296,6 +296,38 @@ def test_bound_value_resolves_macros():
   assert bindings.bound_value("generator.not_bound", "default") == "default"
 
 
+def test_input_only_times_the_configured_pipeline_on_tfds_imagenet(
+    tmp_path, clock, known_host_memory, monkeypatch):
+  """benchmark.run_input on ImageNet prepared by TFDS from made-up tars (the
+  table configs' pipeline: ResNet crop at E's resolution, 128): batch
+  times from the clock, images/s of the host and per core it may use."""
+  import imagenet_files  # pylint: disable=g-import-not-at-top
+  imagenet_files.write_manual_dir(str(tmp_path / "manual"), classes=2,
+                                  images=4, validation_images=2)
+  config.parse([os.path.join(REPO, "gin", "table1", "base.gin")], [
+      f"DATA_DIR = '{tmp_path / 'tfds'}'",
+      f"make_dataset.manual_dir = '{tmp_path / 'manual'}'",
+      "make_dataset.shuffle_buffer_size = 8"])
+  monkeypatch.setattr(benchmark, "host_cores", lambda: 3)
+  settings = benchmark.Settings(per_replica_batch=4, steps_per_loop=3,
+                                loops=2, warmup_loops=0)
+  result = benchmark.run_input(settings)
+  first_loop, loop_times = clock.loop_times(2)
+  assert result["first_loop_s"] == first_loop
+  assert result["step_time_s"] == statistics.median(loop_times) / 3
+  assert result["images_per_second"] == 4 / result["step_time_s"]
+  assert result["host_cores"] == 3
+  assert result["images_per_second_per_core"] == (
+      result["images_per_second"] / 3)
+  assert result["input_only"] and result["peak_host_memory_bytes"] == (
+      MAXRSS_KIB * 1024)
+  json.dumps(result)
+  per_core = result["images_per_second_per_core"]
+  table = benchmark.format_table([result])
+  assert "img/s/core" in table
+  assert (f"{per_core:.0f}" if per_core >= 100 else f"{per_core:.3g}") in table
+
+
 def test_encoder_only_step_figures(clock, known_host_memory):
   """benchmark.run_encoder: one device, E alone, forward + backward."""
   config.parse([], [

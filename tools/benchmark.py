@@ -20,6 +20,14 @@ reversible back-propagation:
       --gin_bindings="encoder.width=4" --gin_bindings="encoder.resolution=256" \
       --variant="encoder.reversible_backprop=False" \
       --variant="encoder.reversible_backprop=True"
+
+--input_only times the gin-bound training input pipeline alone, as one host
+of a pod runs it (reading, decoding, cropping, batching; no model), and
+reports images/s of the host and per CPU core it may use, e.g. for ImageNet
+prepared with TFDS:
+
+  bigbigan-benchmark --input_only --gin_file=table1/base.gin \
+      --gin_bindings="DATA_DIR='/data/tfds'" --per_replica_batch=256
 """
 
 import dataclasses
@@ -74,6 +82,10 @@ flags.DEFINE_bool("encoder_only", False,
                   "Time forward + backward of the gin-bound encoder alone "
                   "(benchmark.run_encoder) and report the CPU allocator's "
                   "peak memory.")
+flags.DEFINE_bool("input_only", False,
+                  "Time the gin-bound training input pipeline alone "
+                  "(benchmark.run_input): images/s of this host and per "
+                  "core; no model is built.")
 flags.DEFINE_string("profile_dir", None,
                     "Profile one more loop of each configuration (trace in "
                     "PROFILE_DIR/<index>, for TensorBoard) and print where "
@@ -144,13 +156,15 @@ def _single_run(index, variant, settings):
   try:
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings + variant)
     profile_dir = _profile_dir(index)
-    if FLAGS.encoder_only:
+    if FLAGS.input_only:
+      result = benchmark.run_input(settings)
+    elif FLAGS.encoder_only:
       result = benchmark.run_encoder(settings, count_flops=FLAGS.count_flops)
     else:
       result = benchmark.run(settings, peak_flops=FLAGS.peak_flops,
                              count_flops=FLAGS.count_flops,
                              profile_dir=profile_dir)
-    if profile_dir and not FLAGS.encoder_only:
+    if profile_dir and not (FLAGS.encoder_only or FLAGS.input_only):
       result["op_time"] = benchmark.op_time_breakdown(profile_dir)
   except Exception as e:  # Reported by the parent; the other runs go on.
     traceback.print_exc()
@@ -165,6 +179,9 @@ def _single_run(index, variant, settings):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.input_only and FLAGS.encoder_only:
+    raise app.UsageError("Give at most one of --input_only and "
+                         "--encoder_only.")
   variants = list(_settings())
   if FLAGS.single_run_output:
     _single_run(FLAGS.single_run_index, *variants[FLAGS.single_run_index])
