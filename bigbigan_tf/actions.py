@@ -109,7 +109,7 @@ def fixed_inputs(model: model_lib.BigBiGAN, seed: int, split: str) -> dict:
   batch = next(iter(data.make_dataset(
       split=split, resolution=model.encoder_resolution, batch_size=16,
       training=False)))
-  return {"z": z, "x": batch[data.IMAGE]}
+  return {"z": z, "x": data.to_model_range(batch[data.IMAGE])}
 
 
 def write_scalars(writer, trainer, metrics: dict,

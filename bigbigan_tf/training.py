@@ -39,6 +39,7 @@ from bigbigan_tf.networks import common
 
 LEARNING_RATE_DECAYS = ("constant", "linear")
 LATENT_REGRESSION_STATISTICS = ("batch", "moving")
+STANDING_STATISTICS_INPUTS = ("separate", "training")
 # Kept here too: checkpoints and tests name the optimiser by this path.
 FusedAdam = optimizers.FusedAdam
 
@@ -302,16 +303,16 @@ class Trainer(updates.Updates):
     step = self.global_step.read_value()
     metrics = {}
     for k in range(self.d_steps):
-      for key, value in self._d_update(batches[k][data.IMAGE], step,
-                                       k).items():
+      x = data.to_model_range(batches[k][data.IMAGE])
+      for key, value in self._d_update(x, step, k).items():
         # Hinge activity: the mean over the step's D updates; the losses:
         # the last update's.
         if key.startswith("hinge_active/"):
           metrics[key] = metrics.get(key, 0.0) + value / self.d_steps
         else:
           metrics[key] = value
-    metrics.update(self._eg_update(batches[-1][data.IMAGE], step,
-                                   self.d_steps))
+    metrics.update(self._eg_update(
+        data.to_model_range(batches[-1][data.IMAGE]), step, self.d_steps))
     values = tf.stack([tf.cast(metrics[k], tf.float32)
                        for k in self._metric_keys])
     finite = tf.reduce_all(tf.math.is_finite(values))
@@ -382,6 +383,7 @@ class Trainer(updates.Updates):
 
   def _standing_pass(self, x, k):
     """One training-mode pass of the EMA copies on this replica's batch."""
+    x = data.to_model_range(x)
     z, _ = self._latents(tf.constant(-1, tf.int64) - k, 0)
     self.ema["generator"](z, training=True)
     if "encoder" in self.ema:
@@ -490,6 +492,7 @@ def train(model_dir: str,
           image_every: int = 1000,
           eval_every: int = 0,
           standing_stats_batches: int = 10,
+          standing_statistics_input: str = "separate",
           dataset_split: str = "train",
           checkpoint_input_pipeline: bool = True,
           mixed_precision: bool = False,
@@ -524,6 +527,10 @@ def train(model_dir: str,
       the gin-bound `evaluation` settings (linear probe from zero, kNN,
       reconstructions); 0 turns them off.
     standing_stats_batches: batches used to recompute EMA BN statistics.
+    standing_statistics_input: where those batches come from: "separate",
+      a second training pipeline (other seed) kept for them; "training",
+      the training input itself (no second pipeline on the hosts, for
+      ImageNet; the batches are then not trained on).
     dataset_split: split of the gin-bound `make_dataset` dataset.
     checkpoint_input_pipeline: save the input iterator in checkpoints, so a
       resumed run sees the same data as an uninterrupted one (turn off for
@@ -553,6 +560,10 @@ def train(model_dir: str,
     ValueError: model_dir belongs to another architecture; bad config.
     lease.LeaseHeldError: another trainer holds model_dir.
   """
+  if standing_statistics_input not in STANDING_STATISTICS_INPUTS:
+    raise ValueError(
+        f"Unknown standing_statistics_input {standing_statistics_input!r}; "
+        f"expected one of {', '.join(STANDING_STATISTICS_INPUTS)}.")
   if strategy is None:
     strategy = make_strategy() if make_strategy else tf.distribute.get_strategy()
   # One lease per job: the chief (the worker that writes checkpoints) holds it.
@@ -566,6 +577,7 @@ def train(model_dir: str,
                   keep_checkpoints=keep_checkpoints, image_every=image_every,
                   eval_every=eval_every,
                   standing_stats_batches=standing_stats_batches,
+                  standing_statistics_input=standing_statistics_input,
                   dataset_split=dataset_split,
                   checkpoint_input_pipeline=checkpoint_input_pipeline,
                   mixed_precision=mixed_precision,
@@ -597,7 +609,8 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
            holder: Optional[lease_lib.Lease], *, train_steps: int,
            batch_size: int, steps_per_loop: int, checkpoint_every: int,
            keep_checkpoints: int, image_every: int, eval_every: int,
-           standing_stats_batches: int, dataset_split: str,
+           standing_stats_batches: int, standing_statistics_input: str,
+           dataset_split: str,
            checkpoint_input_pipeline: bool, mixed_precision: bool,
            max_loop_seconds: Optional[float], async_checkpoints: bool,
            seed: int) -> dict[str, float]:
@@ -625,7 +638,8 @@ def _train(model_dir: str, strategy: tf.distribute.Strategy,
     saver = checkpoints.CheckpointWriter(manager, async_checkpoints)
 
     writer = tf.summary.create_file_writer(model_dir)
-    standing_iterator = make_iterator(seed + 1)
+    standing_iterator = (iterator if standing_statistics_input == "training"
+                         else make_iterator(seed + 1))
     fixed = actions.fixed_inputs(model, seed, dataset_split)
     progress = actions.Progress(trainer, train_steps)
     metrics: dict[str, float] = {}

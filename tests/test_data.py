@@ -275,6 +275,29 @@ def test_integer_arguments_must_be_ints_of_at_least_one(data_dir, argument,
                     data_dir=data_dir)
 
 
+def test_uint8_images_are_the_nearest_pixel_values_of_the_float_ones(
+    data_dir):
+  """image_dtype="uint8": the same batches as float32, as round((x + 1) *
+  127.5); to_model_range brings them back within half a level."""
+  batches = {
+      dtype: next(iter(data.make_dataset(
+          "mnist5k", "train", RESOLUTION, 8, data_dir=data_dir, seed=3,
+          augmentation="table3", d_resolution=RESOLUTION // 2,
+          image_dtype=dtype)))
+      for dtype in ("float32", "uint8")}
+  for key in (data.IMAGE, data.IMAGE_D):
+    floats, pixels = batches["float32"][key], batches["uint8"][key]
+    assert pixels.dtype == tf.uint8 and floats.dtype == tf.float32
+    np.testing.assert_array_equal(
+        pixels.numpy(), np.round((floats.numpy() + 1) * 127.5).astype(np.uint8))
+    np.testing.assert_allclose(data.to_model_range(pixels).numpy(),
+                               floats.numpy(), atol=0.5 / 127.5 + 1e-6)
+  assert data.to_model_range(floats) is floats
+  with pytest.raises(ValueError, match="expected one of float32, uint8"):
+    data.make_dataset("mnist5k", "train", RESOLUTION, 8, data_dir=data_dir,
+                      image_dtype="float16")
+
+
 def _parallel_map_determinism(dataset):
   graph = graph_pb2.GraphDef.FromString(
       dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access

@@ -624,3 +624,64 @@ def test_train_restores_the_callers_precision_policy(tmp_path, data_dir,
   # In effect while training (bfloat16 compute, float32 weights) ...
   assert seen == ["mixed_bfloat16", ("bfloat16", tf.float32)]
   assert keras.mixed_precision.global_policy().name == "float32"  # ... only.
+
+
+def test_uint8_images_are_sent_as_uint8_and_scaled_in_the_step():
+  """A pipeline with image_dtype="uint8" hands the replicas uint8 batches;
+  the step scales them on the replica: the same metrics and weights as the
+  step given the scaled float images."""
+  strategy = conftest.two_replica_strategy()
+  rng = np.random.default_rng(3)
+  pixels = rng.integers(0, 256, size=(8, 32, 32, 3)).astype(np.uint8)
+  results = []
+  for images in (pixels, pixels.astype(np.float32) / 127.5 - 1.0):
+    tf.keras.utils.set_random_seed(2)
+    trainer = _trainer(strategy, 8, ["trainer.d_steps = 1",
+                                     "trainer.gradient_diagnostics = False"])
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx, images=images: tf.data.Dataset.from_tensor_slices(
+            {"image": images}).shard(ctx.num_input_pipelines,
+                                     ctx.input_pipeline_id).batch(
+                                         ctx.get_per_replica_batch_size(8)
+                                     ).repeat())
+    specs = dataset.element_spec["image"]._component_specs  # pylint: disable=protected-access
+    assert [spec.dtype for spec in specs] == [images.dtype] * 2
+    metrics = trainer.train_loop(iter(dataset), tf.constant(1))
+    results.append(({k: float(v) for k, v in metrics.items()},
+                    _weights(trainer)))
+  (uint8_metrics, uint8_weights), (float_metrics, float_weights) = results
+  assert uint8_metrics == pytest.approx(float_metrics, rel=1e-5, abs=1e-6)
+  for name, value in float_weights.items():
+    np.testing.assert_allclose(uint8_weights[name], value, rtol=1e-5,
+                               atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("source, pipelines", [("separate", 2),
+                                               ("training", 1)])
+def test_standing_statistics_input(tmp_path, data_dir, monkeypatch, source,
+                                   pipelines):
+  """"training" takes the standing statistics' batches from the training
+  input: one pipeline instead of two."""
+  made = []
+  distributed_dataset = training.data.distributed_dataset
+
+  def counted(*args, **kwargs):
+    made.append(kwargs.get("seed"))
+    return distributed_dataset(*args, **kwargs)
+
+  monkeypatch.setattr(training.data, "distributed_dataset", counted)
+  config.parse([SMOKE_GIN], [
+      "make_dataset.name = 'mnist5k'", f"make_dataset.data_dir = '{data_dir}'",
+      "train.train_steps = 1", "train.batch_size = 4",
+      "train.image_every = 1", "trainer.d_steps = 1",
+      "trainer.gradient_diagnostics = False",
+      f"train.standing_statistics_input = '{source}'"])
+  training.train(str(tmp_path / "run"))
+  assert len(made) == pipelines, made
+  assert (tmp_path / "run" / "images" / "samples_00000001.png").exists()
+
+
+def test_unknown_standing_statistics_input_is_a_clear_error(tmp_path):
+  config.parse([SMOKE_GIN], ["train.standing_statistics_input = 'other'"])
+  with pytest.raises(ValueError, match="expected one of separate, training"):
+    training.train(str(tmp_path / "run"))

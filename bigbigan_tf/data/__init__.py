@@ -2,7 +2,9 @@
 
 Every pipeline yields dicts of batched tensors:
 
-* ``IMAGE`` ("image"): float32 ``[B, resolution, resolution, 3]`` in [-1, 1].
+* ``IMAGE`` ("image"): float32 ``[B, resolution, resolution, 3]`` in [-1, 1]
+  (or its uint8 pixel values, ``image_dtype="uint8"``: `to_model_range`
+  turns them into the float images where the step runs).
 * ``IMAGE_D`` ("image_d"): only when ``d_resolution < resolution``; the same
   images downsampled by average pooling, as the discriminator sees them when
   the encoder works at a higher resolution (docs/design.md section 1).
@@ -52,6 +54,7 @@ from bigbigan_tf.data.augmentation import AUGMENTATIONS
 from bigbigan_tf.data.image_dir import IMAGE_EXTENSIONS
 from bigbigan_tf.data.image_dir import ImageDirScan
 from bigbigan_tf.data.image_dir import folder_record
+from bigbigan_tf.data.augmentation import to_model_range
 from bigbigan_tf.data.image_dir import ImageFolder
 from bigbigan_tf.data.image_dir import scan_image_dir
 from bigbigan_tf.data.image_dir import scan_image_folder
@@ -92,6 +95,7 @@ __all__ = [
     "load_arrays",
     "load_mnist5k_raw",
     "make_dataset",
+    "to_model_range",
     "mnist5k_csv_path",
     "mnist5k_split_indices",
     "prepare_mnist5k",

@@ -114,6 +114,25 @@ def _decode_random_size_crop(contents: tf.Tensor,
   return tf.cond(tf.io.is_jpeg(contents), jpeg_window, whole_then_crop)
 
 
+IMAGE_DTYPES = ("float32", "uint8")
+
+
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+  """[-1, 1] floats -> the nearest uint8 pixel values (x + 1) * 127.5."""
+  return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0,
+                                           255.0)), tf.uint8)
+
+
+def to_model_range(images: tf.Tensor) -> tf.Tensor:
+  """The networks' input, float32 in [-1, 1], from a pipeline's images:
+  uint8 pixel values (make_dataset's image_dtype="uint8") are scaled, float
+  images pass unchanged. Runs where it is called: in the training step, on
+  the accelerator."""
+  if images.dtype == tf.uint8:
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+  return images
+
+
 def preprocess(image: tf.Tensor, seed: tf.Tensor | None, *, augmentation: str,
                training: bool, resolution: int,
                decode: Callable[[tf.Tensor], tf.Tensor] | None = None

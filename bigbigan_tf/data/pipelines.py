@@ -240,11 +240,15 @@ def _build_dataset(name: str,
                    with_labels: bool = False,
                    shuffle_buffer_size: int = _DEFAULT_SHUFFLE_BUFFER,
                    drop_remainder: bool | None = None,
-                   deterministic_order: bool = True) -> tf.data.Dataset:
+                   deterministic_order: bool = True,
+                   image_dtype: str = "float32") -> tf.data.Dataset:
   """Implementation of `make_dataset` (not bound by gin); see there."""
   common.check_int(resolution, "resolution")
   common.check_int(batch_size, "batch_size")
   common.check_int(shuffle_buffer_size, "shuffle_buffer_size")
+  if image_dtype not in augmentation_lib.IMAGE_DTYPES:
+    raise ValueError(f"Unknown image_dtype {image_dtype!r}; expected one of "
+                     f"{', '.join(augmentation_lib.IMAGE_DTYPES)}.")
   if augmentation not in augmentation_lib.AUGMENTATIONS:
     raise ValueError(f"Unknown augmentation {augmentation!r}; expected one of "
                      f"{', '.join(augmentation_lib.AUGMENTATIONS)}.")
@@ -321,6 +325,8 @@ def _build_dataset(name: str,
     if pool_factor is not None:
       outputs[keys.IMAGE_D] = common.pool_to_resolution(batch[keys.IMAGE],
                                                         d_resolution)
+    if image_dtype == "uint8":
+      outputs = {k: augmentation_lib.to_uint8(v) for k, v in outputs.items()}
     if with_labels:
       outputs[keys.LABEL] = batch[keys.LABEL]
     return outputs
@@ -351,7 +357,8 @@ def make_dataset(name: str,
                  with_labels: bool = False,
                  shuffle_buffer_size: int = _DEFAULT_SHUFFLE_BUFFER,
                  drop_remainder: bool | None = None,
-                 deterministic_order: bool = True) -> tf.data.Dataset:
+                 deterministic_order: bool = True,
+                 image_dtype: str = "float32") -> tf.data.Dataset:
   """Builds the batched input pipeline for training or evaluation.
 
   Args:
@@ -394,10 +401,15 @@ def make_dataset(name: str,
       False lets parallel decoding hand over whichever example is ready
       first (faster on a busy host; ImageNet configs). Evaluation always
       keeps the order.
+    image_dtype: "float32": images in [-1, 1]; "uint8": the same images as
+      the nearest pixel values 0-255, a quarter of the bytes to send to the
+      accelerators, where the training step scales them
+      (`to_model_range`; ImageNet configs).
 
   Returns:
     A dataset of dicts {IMAGE: float32 [B, resolution, resolution, 3] in
-    [-1, 1], optionally IMAGE_D and LABEL}.
+    [-1, 1] (uint8 0-255 with image_dtype="uint8"), optionally IMAGE_D (the
+    same dtype) and LABEL}.
 
   Raises:
     ValueError: on an unknown dataset name or augmentation, bad sizes, a
@@ -425,7 +437,8 @@ def make_dataset(name: str,
       with_labels=with_labels,
       shuffle_buffer_size=shuffle_buffer_size,
       drop_remainder=drop_remainder,
-      deterministic_order=deterministic_order)
+      deterministic_order=deterministic_order,
+      image_dtype=image_dtype)
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy,
