@@ -274,11 +274,13 @@ def test_reversible_backprop_under_mirrored_strategy():
   # Cross-replica moments: the replicas' variable gradients add up to those
   # of one device on the whole batch, and their input gradients are its
   # halves. One device uses the fused batch-norm kernel, the replicas the
-  # all-reduced sums, hence a looser tolerance for the two implementations;
-  # per-replica moments would be off by 10-250% of each variable's scale.
+  # all-reduced sums, hence a looser tolerance for the two implementations
+  # (2% of each gradient's scale: with one CPU thread they differ by up to
+  # 1.1%, with two by less than 0.1%); per-replica moments would be off by
+  # 10-250% of each variable's scale.
   single = _small_revnet(True)
   single.set_weights(plain.get_weights())
   _, one_device = _loss_and_gradients(single, x, w_feat, w_z)
   combined = [tf.concat(got[0], axis=0)] + [g[0] + g[1] for g in got[1:]]
-  _assert_same_gradients(one_device, combined, names, rtol=1e-3, atol=1e-3,
+  _assert_same_gradients(one_device, combined, names, rtol=1e-3, atol=2e-2,
                          min_scale=1e-2)
