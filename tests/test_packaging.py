@@ -53,7 +53,7 @@ def test_base_install_and_tpu_extra_leave_a_tpu_vms_tensorflow_alone():
 
 def test_cpu_and_test_extras_bring_tensorflow_and_hub():
   extras = _setup_arguments()["extras_require"]
-  assert "tensorflow>=2.18" in extras["cpu"]
+  assert "tensorflow>=2.20" in extras["cpu"]
   assert _names(extras["cpu"]) == {"tensorflow", "tensorflow-hub"}
   assert set(extras["cpu"]) <= set(extras["test"])
   assert {"pytest", "pytest-xdist", "tf-keras"} <= _names(extras["test"])
