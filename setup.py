@@ -72,6 +72,11 @@ setuptools.setup(
             "bigbigan-export = bigbigan_tf.tools.export_hub:run",
             "bigbigan-benchmark = bigbigan_tf.tools.benchmark:run",
             "bigbigan-curves = bigbigan_tf.tools.curves:run",
+            "bigbigan-encode = bigbigan_tf.tools.encode:run",
+            "bigbigan-reconstruct = bigbigan_tf.tools.reconstruct:run",
+            "bigbigan-interpolate = bigbigan_tf.tools.interpolate:run",
+            "bigbigan-neighbours = bigbigan_tf.tools.neighbours:run",
+            "bigbigan-sample = bigbigan_tf.tools.sample:run",
         ],
     },
 )

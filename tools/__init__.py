@@ -1,7 +1,9 @@
 """Command-line programs of bigbigan_tf (installed as `bigbigan_tf.tools`).
 
 Console scripts: bigbigan-train, bigbigan-evaluate, bigbigan-export,
-bigbigan-benchmark and bigbigan-curves; each is also
+bigbigan-benchmark and bigbigan-curves; with a trained model
+bigbigan-encode, -reconstruct, -interpolate, -neighbours and -sample
+(shared flags: trained_flags.py). Each is also
 `python -m bigbigan_tf.tools.<name>` and, from a checkout,
 `python tools/<name>.py`. Flags live here and nowhere else.
 

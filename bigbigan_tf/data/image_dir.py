@@ -131,7 +131,7 @@ def _check_root(image_dir: str | os.PathLike[str], what: str) -> str:
   return root
 
 
-def _list_files(directory: str) -> tuple[list[str], int]:
+def list_image_files(directory: str) -> tuple[list[str], int]:
   """Image-named files under `directory` (recursive, sorted) and the number
   of other files (hidden ones included; hidden folders are not entered)."""
   images, ignored = [], 0
@@ -204,7 +204,9 @@ _CHECKED_LOCK = threading.Lock()
 _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
-def _checked_problem(path: str) -> Optional[str]:
+def file_problem(path: str) -> Optional[str]:
+  """None when `path` is an image that decodes, else why not (remembered
+  per path, size and modification time)."""
   try:
     stat = tf.io.gfile.stat(path)
     stamp = (int(stat.length), int(stat.mtime_nsec))
@@ -222,7 +224,7 @@ def _checked_problem(path: str) -> Optional[str]:
 
 def _problems(paths: Sequence[str], num_threads: int) -> list[Optional[str]]:
   with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-    return list(pool.map(_checked_problem, paths))
+    return list(pool.map(file_problem, paths))
 
 
 def scan_image_dir(image_dir: str | os.PathLike[str],
@@ -246,7 +248,7 @@ def scan_image_dir(image_dir: str | os.PathLike[str],
     ValueError: if ``image_dir`` does not exist or is not a directory.
   """
   root = _check_root(image_dir, "image_dir")
-  candidates, _ = _list_files(root)
+  candidates, _ = list_image_files(root)
   problems = _problems(candidates, num_threads)
   return ImageDirScan(
       good_paths=[p for p, bad in zip(candidates, problems) if bad is None],
@@ -281,13 +283,13 @@ def scan_image_folder(image_dir: str | os.PathLike[str],
                       if not _is_hidden(name)
                       and tf.io.gfile.isdir(_join(root, name)))
   if loose or not class_dirs:  # Flat: every image, unlabelled.
-    candidates, ignored = _list_files(root)
+    candidates, ignored = list_image_files(root)
     groups = [candidates]
     class_names: tuple[str, ...] = ()
   else:
     groups, ignored = [], 0
     for name in class_dirs:
-      files, other = _list_files(_join(root, name))
+      files, other = list_image_files(_join(root, name))
       groups.append(files)
       ignored += other
     ignored += sum(1 for name in entries if not tf.io.gfile.isdir(
