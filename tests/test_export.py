@@ -380,6 +380,56 @@ def test_tf_keras_hub_keraslayer_fine_tunes_encoder(exported):
   assert keras.layers.Dense(2)(np.ones((1, 3), np.float32)).shape == (1, 2)
 
 
+@pytest.mark.slow
+def test_revnet_with_reversible_backprop_fine_tunes_from_its_export(tmp_path):
+  """A reduced-width RevNet E with `reversible_backprop` (a custom gradient
+  that recomputes activations) exported and loaded under
+  hub.KerasLayer(trainable=True): one training step's gradients equal the
+  live encoder's, so the saved custom gradient works after reloading."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+
+  model = export.model_to_export(gin_files=[SMOKE_GIN], gin_bindings=[
+      "encoder.architecture = 'revnet'", "encoder.base_channels = 8",
+      "encoder.units_per_stage = (1, 1)", "encoder.stem = 'small'",
+      "encoder.reversible_backprop = True"])
+  paths = export.export_modules(model, str(tmp_path / "revnet"))
+  saved = (pathlib.Path(paths["encoder"]) / "saved_model.pb").read_bytes()
+  assert b"CustomGradient" in saved  # Absent without reversible_backprop.
+  x = _images(batch=4)
+  rng = np.random.default_rng(0)
+  outputs = model.encoder(x, training=False)
+  # Fixed projections of the features and the latent's mean and deviation:
+  # every variable of E gets a gradient.
+  projections = {key: tf.constant(rng.normal(
+      size=[1, outputs[key].shape[1]]).astype(np.float32))
+                 for key in (common.AVEPOOL_FEAT, common.Z_MEAN,
+                             common.Z_STDEV)}
+
+  def loss_of(encoded):
+    return sum(tf.reduce_sum(encoded[key] * w)
+               for key, w in projections.items())
+
+  with tf.GradientTape() as tape:
+    loss = loss_of(model.encoder(x, training=True))
+  live = dict(zip([v.path for v in model.encoder.trainable_variables],
+                  tape.gradient(loss, model.encoder.trainable_variables)))
+
+  layer = hub.KerasLayer(paths["encoder"], trainable=True)  # All outputs.
+  inputs = tf_keras.Input((SMOKE_RESOLUTION, SMOKE_RESOLUTION, 3))
+  tf_keras.Model(inputs, layer(inputs))  # Builds the layer.
+  with tf.GradientTape() as tape:
+    hub_loss = loss_of(layer(x, training=True))
+  np.testing.assert_allclose(hub_loss, loss, rtol=1e-5)
+  variables = layer.trainable_weights
+  gradients = tape.gradient(hub_loss, variables)
+  assert len(variables) == len(live) > 10
+  for variable, gradient in zip(variables, gradients):
+    name = variable.name.rsplit(":", 1)[0]
+    assert gradient is not None, name
+    np.testing.assert_allclose(gradient, live[name], rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
 # ---------------------------------------------------------------------------
 # Writing: refusal, overwrite, atomicity.
 # ---------------------------------------------------------------------------
