@@ -54,6 +54,8 @@ setuptools.setup(
         # bigbigan-curves draws its learning curves with it
         # (bigbigan_tf/evaluation/curves.py).
         "matplotlib",
+        # bigbigan-export --weights_format=safetensors (bigbigan_tf/weights.py).
+        "safetensors",
         # tfds's builders need it at prepare time on Python 3.11.
         "importlib_resources",
     ],

@@ -40,6 +40,17 @@ def restore_inference_model(model_dir: str,
   Raises:
     ValueError: model_dir has no config or no checkpoint.
   """
+  return restore_trainer(model_dir, checkpoint, standing_stats_batches,
+                         batch_size).ema_model()
+
+
+def restore_trainer(model_dir: str,
+                    checkpoint: Optional[str] = None,
+                    standing_stats_batches: int = 10,
+                    batch_size: int = 64) -> training.Trainer:
+  """The Trainer of `model_dir` restored from its checkpoint: live networks,
+  optimisers, and EMA copies with standing statistics (arguments as
+  `restore_inference_model`)."""
   config_path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
   if not tf.io.gfile.exists(config_path):
     raise ValueError(f"{model_dir} is not a training directory: no "
@@ -58,4 +69,4 @@ def restore_inference_model(model_dir: str,
       strategy, batch_size, split=split, resolution=model.encoder_resolution,
       training=True, seed=1))
   trainer.standing_statistics(iterator, standing_stats_batches)
-  return trainer.ema_model()
+  return trainer

@@ -15,6 +15,14 @@ Writes <export_dir>/bigbigan (signatures generate, encode, discriminate,
 reconstruct, serving_default), <export_dir>/encoder and <export_dir>/generator
 (TF-Hub Reusable SavedModels); see bigbigan_tf/export.py. Refuses an existing
 --export_dir unless --overwrite.
+
+Framework-neutral weights of a run (G, E and D, live and EMA, as named
+tensors; layout in docs/export.md):
+
+  bigbigan-export --model_dir=/tmp/quickstart --export_dir=/tmp/weights \
+      --weights_format=safetensors
+
+writes <export_dir>/weights.safetensors and weights.safetensors.json.
 """
 
 from absl import app
@@ -26,6 +34,8 @@ from bigbigan_tf.tools import quiet_native_start
 with quiet_native_start():
   import tensorflow as tf  # Devices set up here, with the native start-up lines muted.
   from bigbigan_tf import export
+  from bigbigan_tf import restore
+  from bigbigan_tf import weights
   tf.config.list_logical_devices()
 
 FLAGS = flags.FLAGS
@@ -39,6 +49,10 @@ flags.DEFINE_multi_string("gin_bindings", [],
                           "Without --model_dir: bindings (win over files).")
 flags.DEFINE_string("export_dir", None, "Destination directory.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+flags.DEFINE_enum("weights_format", "saved_model",
+                  ["saved_model", "safetensors"],
+                  "saved_model: the TF-Hub modules; safetensors: a run's "
+                  "weights as named tensors (needs --model_dir).")
 flags.mark_flag_as_required("export_dir")
 
 
@@ -46,6 +60,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   log_progress()
+  if FLAGS.weights_format == "safetensors":
+    _export_weights()
+    return
   try:
     export.check_destination(FLAGS.export_dir, FLAGS.overwrite)
     model = export.model_to_export(FLAGS.model_dir, FLAGS.checkpoint,
@@ -56,6 +73,21 @@ def main(argv):
                                 overwrite=FLAGS.overwrite)
   for part, path in paths.items():
     print(f"{part}: {path}")
+
+
+def _export_weights():
+  if not FLAGS.model_dir or FLAGS.gin_file or FLAGS.gin_bindings:
+    raise app.UsageError("--weights_format=safetensors exports a training "
+                         "run: give --model_dir (and no --gin_file or "
+                         "--gin_bindings).")
+  try:
+    export.check_destination(FLAGS.export_dir, FLAGS.overwrite)
+  except FileExistsError as error:
+    raise app.UsageError(str(error)) from error
+  trainer = restore.restore_trainer(FLAGS.model_dir, FLAGS.checkpoint)
+  path = f"{FLAGS.export_dir.rstrip('/')}/weights.safetensors"
+  layout = weights.save(weights.trainer_variables(trainer), path)
+  print(f"weights: {path}\nlayout: {layout}")
 
 
 def run():
