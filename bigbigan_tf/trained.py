@@ -252,6 +252,26 @@ def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int,
   return (directions * ((1 - t) * n0 + t * n1)).astype(np.float32)
 
 
+def label_cells(grid: np.ndarray, labels: Sequence[Sequence[str]],
+                cell: int, padding: int = 2) -> np.ndarray:
+  """Writes labels[row][column] in the top-left corner of each cell of a
+  uint8 image grid (`evaluation.images.image_grid` with `cell`-pixel cells),
+  white on a black box; empty strings are skipped."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  image = Image.fromarray(grid)
+  draw = ImageDraw.Draw(image)
+  for row, row_labels in enumerate(labels):
+    for column, text in enumerate(row_labels):
+      if not text:
+        continue
+      left = padding + column * (cell + padding)
+      top = padding + row * (cell + padding)
+      box = draw.textbbox((left + 2, top + 1), text)
+      draw.rectangle(box, fill=(0, 0, 0))
+      draw.text((left + 2, top + 1), text, fill=(255, 255, 255))
+  return np.asarray(image)
+
+
 def nearest_neighbours(queries: np.ndarray, gallery: np.ndarray, k: int
                       ) -> tuple[np.ndarray, np.ndarray]:
   """The `k` gallery rows nearest each query by cosine distance

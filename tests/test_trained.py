@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 from PIL import Image
@@ -140,6 +141,17 @@ def test_bad_sources_and_neighbour_arguments_are_clear_errors(tmp_path):
     trained.nearest_neighbours(np.ones((1, 3)), np.ones((2, 3)), k=3)
   with pytest.raises(ValueError, match="exactly one of model_dir"):
     trained.load()
+  with pytest.raises(ValueError, match="has no encoder"):
+    trained.encode(types.SimpleNamespace(encoder=None), np.zeros((1, 8, 8, 3)))
+
+
+def test_cell_labels_are_drawn_in_their_cells():
+  grid = images_lib.image_grid(np.full((2, 40, 40, 3), 1.0), num_columns=2)
+  labelled = trained.label_cells(grid, [["", "0.123"]], cell=40)
+  changed = np.argwhere(np.any(labelled != grid, axis=-1))
+  assert len(changed)  # Text was drawn ...
+  assert changed[:, 1].min() >= 2 + 40 + 2  # ... in the second cell only,
+  assert changed[:, 0].max() < 2 + 40  # within its row.
 
 
 def _tool(name, *args, cwd):

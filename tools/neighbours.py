@@ -6,8 +6,9 @@ r"""Finds the nearest images of a gallery in a trained encoder's feature space.
       --gallery=PHOTOS --features_cache=/tmp/gallery.npz --output=nn.png
 
 One row per query: the query, then its --k nearest gallery images by cosine
-distance of --feature (avepool_feat or bn_crelu_feat), nearest first (the
-layout of the paper's nearest-neighbour figure). The names and distances go
+distance of --feature (avepool_feat or bn_crelu_feat), nearest first, each
+with its distance in its corner (the layout of the paper's nearest-neighbour
+figure). The names and distances go
 to OUTPUT.json and are printed. --features_cache keeps the gallery's
 features: reused while the gallery's files, the feature and the model are
 the same, written again otherwise.
@@ -85,9 +86,12 @@ def main(argv):
   rows = np.concatenate([
       np.concatenate([queries.pixels[q:q + 1], gallery.pixels[order[q]]])
       for q in range(len(order))])
-  images_lib.write_png(FLAGS.output, images_lib.image_grid(
-      rows, num_columns=FLAGS.k + 1,
-      zoom=images_lib.display_zoom(rows.shape[1])))
+  zoom = images_lib.display_zoom(rows.shape[1])
+  grid = images_lib.image_grid(rows, num_columns=FLAGS.k + 1, zoom=zoom)
+  # Each neighbour's cosine distance in its corner.
+  labels = [[""] + [f"{d:.3f}" for d in row] for row in distances]
+  images_lib.write_png(FLAGS.output, trained.label_cells(
+      grid, labels, cell=rows.shape[1] * zoom))
   results = [{"query": path,
               "neighbours": [{"file": gallery.paths[i], "distance": float(d)}
                              for i, d in zip(order[q], distances[q])]}
