@@ -89,6 +89,13 @@ def test_encode_reconstruct_neighbours_on_a_folder(models, kind, tmp_path):
       recons, np.asarray(model.reconstruct(tf.constant(images.pixels))),
       rtol=1e-4, atol=1e-5)
 
+  # Samples and walks decode prior latents with G.
+  z = trained.sample_latents(z_dim, 3, seed=5)
+  samples = trained.generate(model, z, batch_size=2)
+  assert samples.shape == (3, model.resolution, model.resolution, 3)
+  np.testing.assert_allclose(samples, np.asarray(model.generate(
+      tf.constant(z), training=False)), rtol=1e-4, atol=1e-5)
+
   # A gallery holding copies of the queries: each query's nearest image is
   # its copy.
   gallery = np.concatenate([codes["avepool_feat"][::-1],
