@@ -307,6 +307,31 @@ def _sync(outputs) -> None:
     value.numpy()
 
 
+def _timed_loops(loop, settings: Settings) -> tuple[float, list[float]]:
+  """Runs `loop` once (tracing, building), `warmup_loops` times untimed and
+  `loops` times timed: (the first call's seconds, each timed call's)."""
+  start = time.perf_counter()
+  loop()
+  first_loop = time.perf_counter() - start
+  for _ in range(settings.warmup_loops):
+    loop()
+  loop_times = []
+  for _ in range(settings.loops):
+    start = time.perf_counter()
+    loop()
+    loop_times.append(time.perf_counter() - start)
+  return first_loop, loop_times
+
+
+def _step_times(first_loop: float, loop_times: list[float],
+                steps_per_loop: int) -> dict[str, float]:
+  """The median step time (and the fastest and slowest loops' per step)."""
+  return {"step_time_s": statistics.median(loop_times) / steps_per_loop,
+          "step_time_min_s": min(loop_times) / steps_per_loop,
+          "step_time_max_s": max(loop_times) / steps_per_loop,
+          "first_loop_s": first_loop}
+
+
 def run(settings: Settings,
         peak_flops: Optional[float] = None,
         measure_peak: bool = True,
@@ -334,16 +359,8 @@ def run(settings: Settings,
     global_batch = trainer.global_batch_size
     loop_steps = tf.constant(settings.steps_per_loop)
 
-    start = time.perf_counter()
-    _sync(trainer.train_loop(iterator, loop_steps))
-    first_loop = time.perf_counter() - start
-    for _ in range(settings.warmup_loops):
-      _sync(trainer.train_loop(iterator, loop_steps))
-    loop_times = []
-    for _ in range(settings.loops):
-      start = time.perf_counter()
-      _sync(trainer.train_loop(iterator, loop_steps))
-      loop_times.append(time.perf_counter() - start)
+    first_loop, loop_times = _timed_loops(
+        lambda: _sync(trainer.train_loop(iterator, loop_steps)), settings)
     if profile_dir:
       tf.profiler.experimental.start(profile_dir)
       try:
@@ -362,13 +379,10 @@ def run(settings: Settings,
         "jit_compile": trainer.jit_compile,
         "replicas": replicas,
         "global_batch": global_batch,
-        "step_time_s": step_time,
-        "step_time_min_s": min(loop_times) / settings.steps_per_loop,
-        "step_time_max_s": max(loop_times) / settings.steps_per_loop,
+        **_step_times(first_loop, loop_times, settings.steps_per_loop),
         "steps_per_second": 1.0 / step_time,
         "images_per_second": images_per_step / step_time,
         "compile_time_s": max(first_loop - loop_time, 0.0),
-        "first_loop_s": first_loop,
         "trainable_parameters": sum(
             int(np.prod(v.shape)) for n in model.networks().values()
             for v in n.trainable_variables),
@@ -474,16 +488,7 @@ def run_encoder(settings: Settings,
              if count_flops else None)
     resident = _device_memory_in_use(devices)
     _reset_device_peaks(devices)
-    start = time.perf_counter()
-    loop()
-    first_loop = time.perf_counter() - start
-    for _ in range(settings.warmup_loops):
-      loop()
-    loop_times = []
-    for _ in range(settings.loops):
-      start = time.perf_counter()
-      loop()
-      loop_times.append(time.perf_counter() - start)
+    first_loop, loop_times = _timed_loops(loop, settings)
     loop_time = statistics.median(loop_times)
     step_time = loop_time / settings.steps_per_loop
     results: dict[str, Any] = {
@@ -494,13 +499,10 @@ def run_encoder(settings: Settings,
         "d_steps": None,
         "replicas": 1,
         "global_batch": settings.per_replica_batch,
-        "step_time_s": step_time,
-        "step_time_min_s": min(loop_times) / settings.steps_per_loop,
-        "step_time_max_s": max(loop_times) / settings.steps_per_loop,
+        **_step_times(first_loop, loop_times, settings.steps_per_loop),
         "steps_per_second": 1.0 / step_time,
         "images_per_second": settings.per_replica_batch / step_time,
         "compile_time_s": max(first_loop - loop_time, 0.0),
-        "first_loop_s": first_loop,
         "trainable_parameters": sum(int(np.prod(v.shape)) for v in variables),
         "peak_host_memory_bytes": peak_host_memory_bytes(),
         "peak_device_memory_bytes": _device_peak_memory(devices),
@@ -556,18 +558,8 @@ def run_input(settings: Settings) -> dict[str, Any]:
       batch = next(iterator)
     _sync(batch)
 
-  start = time.perf_counter()
-  loop()
-  first_loop = time.perf_counter() - start
-  for _ in range(settings.warmup_loops):
-    loop()
-  loop_times = []
-  for _ in range(settings.loops):
-    start = time.perf_counter()
-    loop()
-    loop_times.append(time.perf_counter() - start)
-  batch_time = statistics.median(loop_times) / settings.steps_per_loop
-  images_per_second = settings.per_replica_batch / batch_time
+  times = _step_times(*_timed_loops(loop, settings), settings.steps_per_loop)
+  images_per_second = settings.per_replica_batch / times["step_time_s"]
   cores = host_cores()
   return {
       "config": _config_summary(),
@@ -577,13 +569,10 @@ def run_input(settings: Settings) -> dict[str, Any]:
       "d_steps": None,
       "replicas": 1,
       "global_batch": settings.per_replica_batch,
-      "step_time_s": batch_time,
-      "step_time_min_s": min(loop_times) / settings.steps_per_loop,
-      "step_time_max_s": max(loop_times) / settings.steps_per_loop,
+      **times,
       "images_per_second": images_per_second,
       "host_cores": cores,
       "images_per_second_per_core": images_per_second / cores,
-      "first_loop_s": first_loop,
       "peak_host_memory_bytes": peak_host_memory_bytes(),
   }
 
