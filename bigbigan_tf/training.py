@@ -38,7 +38,7 @@ from bigbigan_tf.layers import diff_augment
 from bigbigan_tf.networks import common
 
 LEARNING_RATE_DECAYS = ("constant", "linear")
-LATENT_REGRESSION_STATISTICS = ("batch", "moving")
+LATENT_REGRESSION_STATISTICS = ("batch", "moving", "real")
 STANDING_STATISTICS_INPUTS = ("separate", "training")
 # Kept here too: checkpoints and tests name the optimiser by this path.
 FusedAdam = optimizers.FusedAdam
@@ -93,7 +93,11 @@ class Trainer(updates.Updates):
       batch's own moments and does not fold them into its moving
       statistics, which come from real images only; "moving": E runs in
       inference mode on G(z), normalising with those moving statistics, as
-      the evaluation (and a user) runs it.
+      the evaluation (and a user) runs it; "real": E encodes [x; G(z)] in
+      one training-mode pass whose batch-norm moments come from the real
+      rows only, so G(z) is normalised by the same step's real-image
+      moments (as the evaluation's standing statistics of real images do,
+      without the moving statistics' lag) and E(x) is what it is alone.
     cycle_weight: weight of ALICE's explicit cycle term on real images (0:
       none): weight * the mean over examples and pixels of
       (pool(x) - G(z_hat))^2, z_hat = E(x) as sampled for the adversarial

@@ -125,13 +125,16 @@ class Updates:
     diagnose = bool(self._gradient_keys())
     with tf.GradientTape(persistent=diagnose) as tape:
       x_hat = self.model.generate(z, training=True)
-      z_hat = self._encode(x, eps)
+      if self._regress_in_encoder_pass():
+        z_hat, mu_generated = self._encode_with_generated(x, eps, x_hat)
+      else:
+        z_hat, mu_generated = self._encode(x, eps), None
       encoder_scores, generator_scores = self._scores(x, x_hat, z_hat, z,
                                                       step, substep)
       enc_loss, gen_loss, terms = losses.encoder_generator_loss(
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
-      extra_terms = self._extra_eg_terms(x, x_hat, z_hat, z)
+      extra_terms = self._extra_eg_terms(x, x_hat, z_hat, z, mu_generated)
       total = loss + tf.add_n(
           [weight * value for weight, value in extra_terms.values()]
       ) if extra_terms else loss
@@ -158,8 +161,34 @@ class Updates:
                       for k, v in scores.items()})
     return metrics
 
-  def _extra_eg_terms(self, x, x_hat, z_hat, z) -> dict:
+  def _regress_in_encoder_pass(self) -> bool:
+    return bool(self.latent_regression_weight
+                and self.latent_regression_statistics == "real")
+
+  def _regression_input(self, x, x_hat):
+    """G(z) as the latent regression shows it to E: held constant, at E's
+    resolution, in x's dtype."""
+    return common.upsample_to_resolution(
+        tf.stop_gradient(tf.cast(x_hat, x.dtype)),
+        self.model.encoder_resolution)
+
+  def _encode_with_generated(self, x, eps, x_hat):
+    """E's sampled latents of x and its mean latents of G(z), from one
+    training-mode pass over [x; G(z)] whose batch-norm moments (and moving
+    statistics) come from x's rows only: z_hat is what E(x) alone gives."""
+    n = self.per_replica_batch
+    both = tf.concat([x, self._regression_input(x, x_hat)], axis=0)
+    with layers.reference_moments(self.model.encoder, count=n):
+      out = self.model.encode(both, training=True,
+                              epsilon=tf.concat([eps, eps], axis=0))
+    return out[common.Z_SAMPLE][:n], out[common.Z_MEAN][n:]
+
+  def _extra_eg_terms(self, x, x_hat, z_hat, z, mu_generated=None) -> dict:
     """The optional latent regression and cycle terms of the E+G loss.
+
+    Args:
+      mu_generated: E's mean latents of G(z) when the encoder pass made
+        them ("real" statistics); otherwise computed here.
 
     Returns:
       metric key -> (weight, this replica's share of the global-batch mean).
@@ -167,13 +196,15 @@ class Updates:
     model = self.model
     terms = {}
     if self.latent_regression_weight:
-      x_gen = common.upsample_to_resolution(
-          tf.stop_gradient(tf.cast(x_hat, x.dtype)), model.encoder_resolution)
-      if self.latent_regression_statistics == "moving":
-        mu = model.encode(x_gen, training=False)[common.Z_MEAN]
+      if mu_generated is not None:
+        mu = mu_generated
+      elif self.latent_regression_statistics == "moving":
+        mu = model.encode(self._regression_input(x, x_hat),
+                          training=False)[common.Z_MEAN]
       else:
         with layers.moving_statistics_frozen(model.encoder):
-          mu = model.encode(x_gen, training=True)[common.Z_MEAN]
+          mu = model.encode(self._regression_input(x, x_hat),
+                            training=True)[common.Z_MEAN]
       error = tf.square(tf.cast(mu, tf.float32) - tf.cast(z, tf.float32))
       terms["loss/latent_regression"] = (
           self.latent_regression_weight,

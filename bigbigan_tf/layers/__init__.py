@@ -5,6 +5,7 @@ from bigbigan_tf.layers.normalization import ConditionalBatchNorm
 from bigbigan_tf.layers.normalization import CrossReplicaBatchNorm
 from bigbigan_tf.layers.normalization import accumulating_standing_stats
 from bigbigan_tf.layers.normalization import moving_statistics_frozen
+from bigbigan_tf.layers.normalization import reference_moments
 from bigbigan_tf.layers.normalization import reset_standing_statistics
 from bigbigan_tf.layers.normalization import standing_statistics_mode
 from bigbigan_tf.layers.normalization import batch_norm_layers

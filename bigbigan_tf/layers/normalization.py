@@ -17,6 +17,13 @@ moments (and back-propagates through them) but leaves the moving statistics
 alone: the RevNet's memory-saving backward pass recomputes its units' forward
 pass that way (bigbigan_tf/networks/revnet.py), so each training step still
 folds every batch into the statistics exactly once.
+
+Within `reference_moments(model, count=n)` a training-mode call takes its
+moments from the first n examples of each replica's batch only (over all
+replicas) and normalises the whole batch with them: the training step
+encodes real images and generated ones in one pass that way, so that the
+generated images are normalised as real images' statistics normalise them
+at inference.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     # Off inside `moving_statistics_frozen`: training-mode calls then
     # normalise with batch moments and leave the moving statistics alone.
     self.track_moving_statistics = True
+    # Set inside `reference_moments`: moments from the first N examples.
+    self.reference_count = None
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
@@ -111,7 +120,8 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
       return (tf.convert_to_tensor(self.moving_mean),
               tf.convert_to_tensor(self.moving_variance))
     axes = list(range(len(x.shape) - 1))
-    mean, variance = cross_replica_moments(x, axes)
+    reference = x if self.reference_count is None else x[:self.reference_count]
+    mean, variance = cross_replica_moments(reference, axes)
     if update_statistics:
       self._update_statistics(mean, variance)
     return mean, variance
@@ -145,7 +155,8 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     """
     update_statistics = update_statistics and self.track_moving_statistics
     replica_ctx = tf.distribute.get_replica_context()
-    fusable = (training and x.dtype == tf.float32 and x.shape.rank in (2, 4)
+    fusable = (training and self.reference_count is None
+               and x.dtype == tf.float32 and x.shape.rank in (2, 4)
                and (replica_ctx is None or replica_ctx.num_replicas_in_sync == 1))
     if not fusable:
       mean, variance = self._moments(x, training, update_statistics)
@@ -289,3 +300,33 @@ def moving_statistics_frozen(*models: keras.layers.Layer) -> Iterator[None]:
   finally:
     for layer, value in zip(layers, previous):
       layer.track_moving_statistics = value
+
+
+@contextlib.contextmanager
+def reference_moments(*models: keras.layers.Layer,
+                      count: Optional[int]) -> Iterator[None]:
+  """Within the block, training-mode calls of `models` take batch norm's
+  moments from the first `count` examples of each replica's batch (those
+  moments also update the moving statistics) and normalise every example
+  with them. `count` None: the whole batch, as outside the block. Read at
+  trace time, like `moving_statistics_frozen`.
+  """
+  if count is not None and count < 1:
+    raise ValueError(f"reference_moments needs count >= 1; received {count}.")
+  layers = [l for m in models for l in batch_norm_layers(m)]
+  previous = [layer.reference_count for layer in layers]
+  for layer in layers:
+    layer.reference_count = count
+  try:
+    yield
+  finally:
+    for layer, value in zip(layers, previous):
+      layer.reference_count = value
+
+
+def reference_count(*models: keras.layers.Layer) -> Optional[int]:
+  """The `reference_moments` count now set on `models` (None outside)."""
+  counts = {l.reference_count for m in models for l in batch_norm_layers(m)}
+  if len(counts) > 1:
+    raise ValueError(f"models mix reference counts {sorted(counts, key=str)}.")
+  return counts.pop() if counts else None

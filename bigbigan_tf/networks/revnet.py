@@ -44,6 +44,8 @@ import tensorflow as tf
 # activations; tf.recompute_grad relies on it the same way.
 from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
+from bigbigan_tf.layers import normalization
+
 
 class ReversibleUnit(keras.layers.Layer):
   """[x1, x2] -> [x2, x1 + f(x2)], with f a residual function on C/2 channels.
@@ -161,6 +163,10 @@ def reversible_sequence(units: Sequence[ReversibleUnit], x: tf.Tensor,
       x = unit(x, training=training)
     return x
 
+  # The backward pass is traced after the caller's `reference_moments` block
+  # has ended: recompute f with the forward pass's moments all the same.
+  count = normalization.reference_count(*units)
+
   @tf.custom_gradient
   def stage(inputs):
     with record.stop_recording():
@@ -169,6 +175,10 @@ def reversible_sequence(units: Sequence[ReversibleUnit], x: tf.Tensor,
         outputs = unit(outputs, training=training)
 
     def gradient(d_outputs, variables=None):
+      with normalization.reference_moments(*units, count=count):
+        return backward(d_outputs, variables)
+
+    def backward(d_outputs, variables=None):
       variables = list(variables or [])
       totals = [None] * len(variables)
       y, d_y = outputs, d_outputs
