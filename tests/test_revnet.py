@@ -237,6 +237,37 @@ def test_reversible_backprop_gradients_and_statistics_match(mode):
     np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_reversible_backprop_keeps_reference_moments_in_its_backward(mode):
+  """The training step encodes [x; G(z)] with batch norm's moments from x's
+  rows (layers.reference_moments) and takes the gradient after that block
+  has ended: the recomputed backward pass must use the same moments."""
+  plain, reversible = _pair()
+  x, w_feat, w_z = _inputs()
+
+  def loss_and_gradients(encoder, x, count):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      with normalization.reference_moments(encoder, count=count):
+        out = encoder(x, training=True)
+      loss = (tf.reduce_sum(out["avepool_feat"] * w_feat)
+              + tf.reduce_sum(out["z_mean"] * w_z))
+    return loss, tape.gradient(loss, [x] + encoder.trainable_variables)
+
+  results = []
+  for encoder, count in ((plain, BATCH // 2), (reversible, BATCH // 2),
+                         (plain, None)):
+    step = lambda x, e=encoder, c=count: loss_and_gradients(e, x, c)
+    if mode != "eager":
+      step = tf.function(step)
+    results.append(step(x))
+  (loss, expected), (rev_loss, got), (whole_loss, _) = results
+  np.testing.assert_allclose(float(rev_loss), float(loss), rtol=1e-5)
+  _assert_same_gradients(expected, got, _names(plain))
+  # Half the batch's moments are not the whole batch's: the check bites.
+  assert abs(float(whole_loss) - float(loss)) > 1e-3 * abs(float(loss))
+
+
 def test_reversible_backprop_under_mirrored_strategy():
   """Two replicas with cross-replica BN: the recomputation all-reduces the
   same moments as the forward pass, so each replica's gradients (and the
