@@ -144,6 +144,45 @@ def test_cross_replica_bn_equals_full_batch_bn():
   assert np.max(np.abs(local.numpy() - expected.numpy())) > 0.5
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_reference_moments_normalise_every_row_by_the_first_rows(replicas):
+  """Each replica holds [real rows; other rows]: the moments (and the moving
+  statistics' update) come from the real rows of every replica, and every
+  row is normalised with them."""
+  real = tf.random.normal([8, 4, 4, 6], seed=7) * 2.0 + 1.0
+  other = tf.random.normal([8, 4, 4, 6], seed=8) * 5.0 - 3.0
+  mean, variance = tf.nn.moments(real, axes=[0, 1, 2])
+  expected = (tf.concat([real, other], 0) - mean) * tf.math.rsqrt(
+      variance + 1e-5)
+  expected = expected.numpy()
+  # Replica r holds [real_r; other_r]; the result is laid out the same way.
+  halves = 4 if replicas == 2 else 8
+  def layout(t):  # [real; other] -> per replica [real_r; other_r]
+    return tf.concat([tf.concat([t[i:i + halves], t[8 + i:8 + i + halves]], 0)
+                      for i in range(0, 8, halves)], 0)
+  both = layout(tf.concat([real, other], 0))
+  strategy = (_two_replica_strategy() if replicas == 2
+              else tf.distribute.get_strategy())
+  with strategy.scope():
+    bn = layers.CrossReplicaBatchNorm(center=False, scale=False)
+    bn.build(both.shape)
+
+  def normalise(t):
+    with layers.reference_moments(bn, count=halves):
+      return bn(t, training=True)
+  if replicas == 2:
+    got = _run_per_replica(strategy, normalise, both)
+  else:
+    got = normalise(both)
+  np.testing.assert_allclose(got.numpy(), layout(tf.constant(expected)).numpy(),
+                             atol=1e-4)
+  np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean.numpy(),
+                             atol=1e-5)
+  # Outside the block the layer normalises by the whole batch again.
+  whole = bn(both, training=True).numpy()
+  assert np.max(np.abs(whole - got.numpy())) > 0.1
+
+
 @pytest.mark.parametrize("shape", [[16, 7], [6, 5, 3, 4]])
 def test_one_replica_bn_is_fused_and_equals_the_reference_math(shape):
   """On one replica training-mode BN runs TensorFlow's fused op; its output,
