@@ -3,9 +3,10 @@
   python docs/results/sweep_tradeoff.py OUT.png RUN_DIR...
 
 Each RUN_DIR holds the eval.json bigbigan-train wrote; its name labels the
-point (docs/experiments.md, Q14: lr* = latent regression with the batch's
-moments, lm* = with the moving statistics, cyc* = the cycle term; lr0_* =
-the paper's objective).
+point (docs/experiments.md, Q14 and Q15: lr* = latent regression with the
+batch's moments, lm* = with the moving statistics, cyc* = the cycle term,
+with "real" in the name also the latent regression with the real rows'
+moments; lr0_* = the paper's objective).
 """
 
 import json
@@ -17,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KINDS = (("lr0_", "paper objective (λ = 0)", "black", "*"),
+         ("real", "cycle term + latent regression, real rows' moments",
+          "tab:red", "D"),
          ("lr", "latent regression, batch moments", "tab:blue", "o"),
          ("lm", "latent regression, moving statistics", "tab:orange", "s"),
          ("cyc", "cycle term", "tab:green", "^"))
@@ -31,8 +34,9 @@ def main(out, run_dirs):
       figures = json.load(f)
     x = figures["sample_fid_judge"]
     y = 100 * figures["reconstruction_judge_same_class"]
-    prefix, label, colour, marker = next(k for k in KINDS
-                                         if name.startswith(k[0]))
+    prefix, label, colour, marker = next(
+        k for k in KINDS if name.startswith(k[0])
+        or (k[0] == "real" and "real" in name))
     ax.scatter(x, y, c=colour, marker=marker, s=90 if marker == "*" else 45,
                label=None if prefix in labelled else label, zorder=3)
     labelled.add(prefix)
