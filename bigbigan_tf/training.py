@@ -98,6 +98,13 @@ class Trainer(updates.Updates):
       rows only, so G(z) is normalised by the same step's real-image
       moments (as the evaluation's standing statistics of real images do,
       without the moving statistics' lag) and E(x) is what it is alone.
+    latent_regression_warmup_steps: the latent regression's weight rises
+      linearly from lambda / N at the first step to lambda at step N (0:
+      lambda from the first step). At the start G's images are far from
+      real ones, and normalised by real images' statistics ("real",
+      "moving") they give the term errors of thousands: the large
+      gradients then fill E's Adam second moments, which (beta2 0.999)
+      shrink E's steps for thousands of steps (docs/experiments.md, Q15).
     cycle_weight: weight of ALICE's explicit cycle term on real images (0:
       none): weight * the mean over examples and pixels of
       (pool(x) - G(z_hat))^2, z_hat = E(x) as sampled for the adversarial
@@ -125,6 +132,7 @@ class Trainer(updates.Updates):
                gradient_diagnostics: bool = True,
                latent_regression_weight: float = 0.0,
                latent_regression_statistics: str = "batch",
+               latent_regression_warmup_steps: int = 0,
                cycle_weight: float = 0.0):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
@@ -140,6 +148,11 @@ class Trainer(updates.Updates):
       if weight and model.encoder is None:
         raise ValueError(f"{name} = {weight} needs an encoder; this model "
                          "has none (the StandardGAN).")
+    if int(latent_regression_warmup_steps) != latent_regression_warmup_steps \
+        or latent_regression_warmup_steps < 0:
+      raise ValueError("latent_regression_warmup_steps must be an integer "
+                       ">= 0 (0: no warm-up), got "
+                       f"{latent_regression_warmup_steps!r}.")
     if latent_regression_statistics not in LATENT_REGRESSION_STATISTICS:
       raise ValueError(
           "latent_regression_statistics must be one of "
@@ -174,6 +187,7 @@ class Trainer(updates.Updates):
     self.gradient_diagnostics = gradient_diagnostics
     self.latent_regression_weight = float(latent_regression_weight)
     self.latent_regression_statistics = latent_regression_statistics
+    self.latent_regression_warmup_steps = int(latent_regression_warmup_steps)
     self.cycle_weight = float(cycle_weight)
     self._metric_keys = self.metric_keys()
     with strategy.scope():

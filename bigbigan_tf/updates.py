@@ -6,7 +6,8 @@ losses (bigbigan_tf.losses) and their gradients, applied by the optimisers
 inside the replica step. It reads the trainer's configuration from the
 attributes `Trainer.__init__` sets: model, optimizers, seed, d_steps,
 global_batch_size, per_replica_batch, augment_policy, gradient_diagnostics,
-latent_regression_weight, latent_regression_statistics, cycle_weight.
+latent_regression_weight, latent_regression_statistics,
+latent_regression_warmup_steps, cycle_weight.
 
 Distributed math: every per-replica loss is the sum of its per-example
 losses divided by the GLOBAL batch size, so the gradients summed across
@@ -134,7 +135,8 @@ class Updates:
       enc_loss, gen_loss, terms = losses.encoder_generator_loss(
           encoder_scores, generator_scores)
       loss = self._mean(enc_loss) + self._mean(gen_loss)
-      extra_terms = self._extra_eg_terms(x, x_hat, z_hat, z, mu_generated)
+      extra_terms = self._extra_eg_terms(x, x_hat, z_hat, z, step,
+                                         mu_generated)
       total = loss + tf.add_n(
           [weight * value for weight, value in extra_terms.values()]
       ) if extra_terms else loss
@@ -183,10 +185,20 @@ class Updates:
                               epsilon=tf.concat([eps, eps], axis=0))
     return out[common.Z_SAMPLE][:n], out[common.Z_MEAN][n:]
 
-  def _extra_eg_terms(self, x, x_hat, z_hat, z, mu_generated=None) -> dict:
+  def _latent_regression_weight(self, step):
+    """lambda, ramped up over the warm-up steps (global step 0 first)."""
+    warmup = self.latent_regression_warmup_steps
+    if not warmup:
+      return self.latent_regression_weight
+    ramp = tf.minimum(1.0, tf.cast(step + 1, tf.float32) / float(warmup))
+    return self.latent_regression_weight * ramp
+
+  def _extra_eg_terms(self, x, x_hat, z_hat, z, step,
+                      mu_generated=None) -> dict:
     """The optional latent regression and cycle terms of the E+G loss.
 
     Args:
+      step: the global step (the latent regression's warm-up).
       mu_generated: E's mean latents of G(z) when the encoder pass made
         them ("real" statistics); otherwise computed here.
 
@@ -207,7 +219,7 @@ class Updates:
                             training=True)[common.Z_MEAN]
       error = tf.square(tf.cast(mu, tf.float32) - tf.cast(z, tf.float32))
       terms["loss/latent_regression"] = (
-          self.latent_regression_weight,
+          self._latent_regression_weight(step),
           self._mean(tf.reduce_sum(error, axis=1)))
     if self.cycle_weight:
       with layers.moving_statistics_frozen(model.generator):

@@ -145,7 +145,7 @@ def test_latent_regression_changes_only_the_encoders_update(updated,
        "encoder moving statistics")
   np.testing.assert_allclose(latent["metrics"]["loss/eg"],
                              default["metrics"]["loss/eg"],
-                             rtol=0 if setting != "latent_real" else 1e-6)
+                             rtol=0 if setting != "latent_real" else 1e-5)
   assert "loss/latent_regression" in latent["keys"]
 
 
