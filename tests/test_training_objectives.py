@@ -259,10 +259,36 @@ def test_latent_regression_with_moving_statistics_is_inference_mode_e():
      "latent_regression_statistics must be one of"),
     ("trainer.latent_regression_weight = -1.0", "latent_regression_weight"),
     ("trainer.cycle_weight = -0.5", "cycle_weight"),
+    ("trainer.latent_regression_warmup_steps = -1",
+     "latent_regression_warmup_steps must be an integer >= 0"),
+    ("trainer.latent_regression_warmup_steps = 2.5",
+     "latent_regression_warmup_steps must be an integer >= 0"),
 ])
 def test_negative_weights_are_refused(binding, match):
   with pytest.raises(ValueError, match=match):
     _trainer(binding)
+
+
+def test_warmup_ramps_the_latent_regression_weight():
+  """With warm-up N, E's update at global step k is the update with weight
+  lambda * min(1, (k + 1) / N) and no warm-up."""
+  def encoder_after(step, *bindings):
+    trainer = _trainer("trainer.latent_regression_statistics = 'real'",
+                       *bindings)
+    _copy_weights(trainer, reference)
+    trainer._eg_update(_images(), tf.constant(step, tf.int64), 1)  # pylint: disable=protected-access
+    return _weights(trainer, "encoder")
+
+  reference = _trainer()
+  warm = ("trainer.latent_regression_weight = 2.0",
+          "trainer.latent_regression_warmup_steps = 4")
+  for step, weight in ((0, 0.5), (1, 1.0), (3, 2.0), (9, 2.0)):
+    _assert_same(encoder_after(step, *warm),
+                 encoder_after(step, f"trainer.latent_regression_weight = {weight}"),
+                 f"step {step}")
+  # The ramp matters: at step 0 the full weight gives another update.
+  assert _differs(encoder_after(0, *warm),
+                  encoder_after(0, "trainer.latent_regression_weight = 2.0"))
 
 
 def test_terms_need_an_encoder():
