@@ -26,7 +26,7 @@ KINDS = (("lr0_", "paper objective (λ = 0)", "black", "*"),
 
 
 def main(out, run_dirs):
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  fig, ax = plt.subplots(figsize=(6.4, 5.2))
   labelled = set()
   for run_dir in run_dirs:
     name = os.path.basename(os.path.normpath(run_dir))
@@ -47,7 +47,7 @@ def main(out, run_dirs):
   ax.set_title("Quickstart config, 1,200 steps: inversion against sample "
                "quality", fontsize=9)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="upper right")
+  ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
   fig.tight_layout()
   fig.savefig(out, dpi=110)
 
