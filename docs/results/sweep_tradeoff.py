@@ -28,6 +28,7 @@ KINDS = (("lr0_", "paper objective (λ = 0)", "black", "*"),
 def main(out, run_dirs):
   fig, ax = plt.subplots(figsize=(6.4, 5.2))
   labelled = set()
+  placed = []
   for run_dir in run_dirs:
     name = os.path.basename(os.path.normpath(run_dir))
     with open(os.path.join(run_dir, "eval.json")) as f:
@@ -40,8 +41,12 @@ def main(out, run_dirs):
     ax.scatter(x, y, c=colour, marker=marker, s=90 if marker == "*" else 45,
                label=None if prefix in labelled else label, zorder=3)
     labelled.add(prefix)
-    ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 3),
-                fontsize=7)
+    # Points closer than this to an earlier one get their label lower.
+    crowded = sum(1 for px, py in placed if abs(px - x) < 1.5
+                  and abs(py - y) < 2.5)
+    placed.append((x, y))
+    ax.annotate(name, (x, y), textcoords="offset points",
+                xytext=(5, 3 - 11 * crowded), fontsize=7)
   ax.set_xlabel("sample FID (judge features; lower is better)")
   ax.set_ylabel("reconstructions keeping the class (judge), %")
   ax.set_title("Quickstart config, 1,200 steps: inversion against sample "
