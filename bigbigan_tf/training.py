@@ -99,8 +99,8 @@ class Trainer(updates.Updates):
       moments (as the evaluation's standing statistics of real images do,
       without the moving statistics' lag) and E(x) is what it is alone.
     latent_regression_warmup_steps: the latent regression's weight rises
-      linearly from lambda / N at the first step to lambda at step N (0:
-      lambda from the first step). At the start G's images are far from
+      linearly from lambda / N at the first step (global step 0) to lambda
+      at the N-th (global step N - 1) (0: lambda from the first step). At the start G's images are far from
       real ones, and normalised by real images' statistics ("real",
       "moving") they give the term errors of thousands: the large
       gradients then fill E's Adam second moments, which (beta2 0.999)
@@ -148,8 +148,10 @@ class Trainer(updates.Updates):
       if weight and model.encoder is None:
         raise ValueError(f"{name} = {weight} needs an encoder; this model "
                          "has none (the StandardGAN).")
-    if int(latent_regression_warmup_steps) != latent_regression_warmup_steps \
-        or latent_regression_warmup_steps < 0:
+    if (isinstance(latent_regression_warmup_steps, bool)
+        or not isinstance(latent_regression_warmup_steps, (int, float))
+        or int(latent_regression_warmup_steps) != latent_regression_warmup_steps
+        or latent_regression_warmup_steps < 0):
       raise ValueError("latent_regression_warmup_steps must be an integer "
                        ">= 0 (0: no warm-up), got "
                        f"{latent_regression_warmup_steps!r}.")
@@ -158,6 +160,16 @@ class Trainer(updates.Updates):
           "latent_regression_statistics must be one of "
           f"{LATENT_REGRESSION_STATISTICS}, got "
           f"{latent_regression_statistics!r}.")
+    if latent_regression_weight and latent_regression_statistics == "real":
+      # Only the library's batch norm takes the real rows' moments: any
+      # other would normalise E(x) with G(z)'s rows too.
+      others = [layer.name for layer in model.encoder._flatten_layers()  # pylint: disable=protected-access
+                if isinstance(layer, keras.layers.BatchNormalization)]
+      if others:
+        raise ValueError(
+            "latent_regression_statistics = 'real' needs every batch norm of "
+            "E to be a layers.CrossReplicaBatchNorm; this encoder also has "
+            f"keras BatchNormalization layers {others}.")
     if learning_rate_decay not in LEARNING_RATE_DECAYS:
       raise ValueError(
           f"learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, got "

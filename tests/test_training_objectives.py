@@ -7,6 +7,7 @@ updates differ only by the terms switched on.
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -138,6 +139,11 @@ def test_latent_regression_changes_only_the_encoders_update(updated,
   _assert_same(latent["weights"]["discriminator"],
                default["weights"]["discriminator"], "discriminator")
   assert _differs(latent["weights"]["encoder"], default["weights"]["encoder"])
+  if setting == "latent_real":  # By more than the rounding allowed above.
+    with pytest.raises(AssertionError):
+      _assert_close(latent["weights"]["encoder"],
+                    default["weights"]["encoder"],
+                    "encoder", updated["before"]["encoder"])
   # E saw G(z) with its batch moments, its moving statistics or the real
   # rows' moments; in each case E's statistics come from the real images
   # only, and E(x) is unchanged (so are D's scores and loss/eg).
@@ -263,6 +269,8 @@ def test_latent_regression_with_moving_statistics_is_inference_mode_e():
      "latent_regression_warmup_steps must be an integer >= 0"),
     ("trainer.latent_regression_warmup_steps = 2.5",
      "latent_regression_warmup_steps must be an integer >= 0"),
+    ("trainer.latent_regression_warmup_steps = None",
+     "latent_regression_warmup_steps must be an integer >= 0"),
 ])
 def test_negative_weights_are_refused(binding, match):
   with pytest.raises(ValueError, match=match):
@@ -289,6 +297,48 @@ def test_warmup_ramps_the_latent_regression_weight():
   # The ramp matters: at step 0 the full weight gives another update.
   assert _differs(encoder_after(0, *warm),
                   encoder_after(0, "trainer.latent_regression_weight = 2.0"))
+
+
+def test_real_statistics_keep_the_latent_gradient_diagnostics():
+  """With "real", z_hat is a slice of the pass over [x; G(z)]: the
+  diagnostics' gradients of the scores with respect to it are those of the
+  separate pass ("batch"), to rounding."""
+  reference = _trainer()
+  results = {}
+  for mode in ("batch", "real"):
+    trainer = _trainer("trainer.gradient_diagnostics = True",
+                       "trainer.latent_regression_weight = 1.0",
+                       f"trainer.latent_regression_statistics = '{mode}'")
+    _copy_weights(trainer, reference)
+    metrics = trainer._eg_update(_images(), STEP, 1)  # pylint: disable=protected-access
+    results[mode] = {k: float(v) for k, v in metrics.items()
+                     if k.startswith("grad_sq/")}
+  assert results["batch"] and results["batch"].keys() == results["real"].keys()
+  for key, value in results["batch"].items():
+    assert value > 0, key
+    np.testing.assert_allclose(results["real"][key], value, rtol=1e-4,
+                               err_msg=key)
+
+
+def test_real_statistics_refuse_other_batch_norms_in_e():
+  """An encoder with a Keras BatchNormalization inside (the library's have
+  none: one is slipped into the layer list E reports)."""
+  config.parse([SMOKE_GIN], ["trainer.latent_regression_weight = 1.0",
+                             "trainer.latent_regression_statistics = 'real'"])
+  model = config.build_model()
+  own = model.encoder._flatten_layers  # pylint: disable=protected-access
+  other = keras.layers.BatchNormalization(name="other_norm")
+  object.__setattr__(model.encoder, "_flatten_layers",
+                     lambda *args, **kwargs: [*own(*args, **kwargs), other])
+  with pytest.raises(ValueError, match="CrossReplicaBatchNorm.*other_norm"):
+    training.Trainer(model, tf.distribute.get_strategy(), BATCH)
+
+
+@pytest.mark.parametrize("count", [0, 2.5, True, "2"])
+def test_reference_moments_refuse_bad_counts(count):
+  with pytest.raises(ValueError, match="count, a Python int >= 1"):
+    with layers.reference_moments(keras.layers.Dense(2), count=count):
+      pass
 
 
 def test_terms_need_an_encoder():

@@ -311,8 +311,10 @@ def reference_moments(*models: keras.layers.Layer,
   with them. `count` None: the whole batch, as outside the block. Read at
   trace time, like `moving_statistics_frozen`.
   """
-  if count is not None and count < 1:
-    raise ValueError(f"reference_moments needs count >= 1; received {count}.")
+  if count is not None:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+      raise ValueError("reference_moments needs count, a Python int >= 1 "
+                       f"(or None); received {count!r}.")
   layers = [l for m in models for l in batch_norm_layers(m)]
   previous = [layer.reference_count for layer in layers]
   for layer in layers:
