@@ -283,6 +283,21 @@ def accumulating_standing_stats(*models: keras.layers.Layer) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _batch_norm_attribute(models, name: str, value) -> Iterator[None]:
+  """Sets attribute `name` of every BN layer of `models` to `value` within
+  the block, restoring each layer's own value after it."""
+  layers = [l for m in models for l in batch_norm_layers(m)]
+  previous = [getattr(layer, name) for layer in layers]
+  for layer in layers:
+    setattr(layer, name, value)
+  try:
+    yield
+  finally:
+    for layer, old in zip(layers, previous):
+      setattr(layer, name, old)
+
+
+@contextlib.contextmanager
 def moving_statistics_frozen(*models: keras.layers.Layer) -> Iterator[None]:
   """Within the block, training-mode calls of `models` normalise with their
   batch moments but do not update the moving statistics (read at trace time,
@@ -291,15 +306,8 @@ def moving_statistics_frozen(*models: keras.layers.Layer) -> Iterator[None]:
   The training step encodes generated images this way for the latent
   regression term, so that E's statistics come from real images only.
   """
-  layers = [l for m in models for l in batch_norm_layers(m)]
-  previous = [layer.track_moving_statistics for layer in layers]
-  for layer in layers:
-    layer.track_moving_statistics = False
-  try:
+  with _batch_norm_attribute(models, "track_moving_statistics", False):
     yield
-  finally:
-    for layer, value in zip(layers, previous):
-      layer.track_moving_statistics = value
 
 
 @contextlib.contextmanager
@@ -315,15 +323,8 @@ def reference_moments(*models: keras.layers.Layer,
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
       raise ValueError("reference_moments needs count, a Python int >= 1 "
                        f"(or None); received {count!r}.")
-  layers = [l for m in models for l in batch_norm_layers(m)]
-  previous = [layer.reference_count for layer in layers]
-  for layer in layers:
-    layer.reference_count = count
-  try:
+  with _batch_norm_attribute(models, "reference_count", count):
     yield
-  finally:
-    for layer, value in zip(layers, previous):
-      layer.reference_count = value
 
 
 def reference_count(*models: keras.layers.Layer) -> Optional[int]:
