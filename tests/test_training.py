@@ -384,6 +384,39 @@ def test_training_writes_summaries_images_and_configs(smoke_run_dir):
   assert bn and all(float(l.standing_count) > 0 for l in bn)
 
 
+def test_restored_standing_statistics_come_from_large_batches(
+    smoke_run_dir, monkeypatch):
+  """The EMA copies' statistics: 10 standing passes over batches of
+  STANDING_BATCH_SIZE by default (smaller batches leave the statistics
+  depending on the batch size), or what the caller asks for."""
+  sizes = []
+  distributed_dataset = restore.data.distributed_dataset
+
+  def recorded(strategy, batch_size, **kwargs):
+    sizes.append(batch_size)
+    return distributed_dataset(strategy, batch_size, **kwargs)
+
+  monkeypatch.setattr(restore.data, "distributed_dataset", recorded)
+  for kwargs, size, count in (({}, restore.STANDING_BATCH_SIZE, 10),
+                              ({"standing_stats_batches": 3,
+                                "batch_size": 8}, 8, 3)):
+    model = restore.restore_inference_model(smoke_run_dir, **kwargs)
+    assert sizes.pop() == size
+    for network in (model.generator, model.encoder):
+      counts = {float(l.standing_count) for l in network._flatten_layers()  # pylint: disable=protected-access
+                if hasattr(l, "standing_count")}
+      assert counts == {count}, (network.name, counts)
+
+
+@pytest.mark.parametrize("name, value", [("standing_stats_batches", 0),
+                                         ("batch_size", 2.5),
+                                         ("batch_size", True)])
+def test_bad_standing_batches_are_a_clear_error(smoke_run_dir, name, value):
+  with pytest.raises(ValueError, match=f"{name} must be a positive integer; "
+                     f"got {value!r}"):
+    restore.restore_inference_model(smoke_run_dir, **{name: value})
+
+
 def test_linear_learning_rate_decay_follows_the_global_step():
   bindings = ["trainer.d_steps = 1", "trainer.gradient_diagnostics = False",
               "trainer.learning_rate = 1e-3",
